@@ -1,0 +1,301 @@
+"""One run, start to finish: fetch → store → select → match → render → queue → feeds → send.
+
+`run()` is what `digest run`, `digest demo` and the scheduler call. It is safe to repeat:
+the catch-up window, the ledger and the outbox make a second run for the same date send
+nothing, and a run after a failure pick up what the failed one missed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import email.utils
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from digest import feeds
+from digest.config import Config
+from digest.deliver import DeliveryReport, drain_outbox, open_transport
+from digest.errors import SourceError
+from digest.fetch import Fetcher
+from digest.lock import run_lock
+from digest.match import CorpusStats, select
+from digest.models import Digest, Match, Paper, Subscriber
+from digest.render import DigestLinks, Renderer, message_id_for
+from digest.sources import fetch_papers
+from digest.store import DeliveryItem, Store
+from digest.tokens import load_secret, token
+
+log = logging.getLogger(__name__)
+
+MAX_CATCH_UP_DAYS = 14
+PUBLIC_FEED_DAYS = 30
+PRIVATE_FEED_DIGESTS = 30
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class SourceOutcome:
+    name: str
+    papers: int
+    error: SourceError | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A digest this run queued (or, in a dry run, would queue)."""
+
+    email: str
+    key: str
+    paper_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_date: dt.date
+    days: tuple[dt.date, ...]
+    sources: tuple[SourceOutcome, ...]
+    planned: tuple[Planned, ...] = ()
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    dry_run: bool = False
+
+
+def run(
+    config: Config,
+    *,
+    today: dt.date | None = None,
+    dry_run: bool = False,
+    fetcher: Fetcher | None = None,
+) -> RunResult:
+    """Run the whole pipeline once for `today` (default: today in the configured zone).
+
+    Raises `SourceError` (nothing queued, nothing sent) when a source fails, `LockHeld`
+    when another run is going on, `DeliveryError` when the transport is unusable (the
+    digests stay queued for the next run).
+    """
+    today = today or config.today()
+    with run_lock(config.data_dir):
+        store = Store(config.database)
+        try:
+            return _run_locked(config, store, today, dry_run, fetcher)
+        finally:
+            store.close()
+
+
+def _run_locked(
+    config: Config, store: Store, today: dt.date, dry_run: bool, fetcher: Fetcher | None
+) -> RunResult:
+    now = dt.datetime.now(dt.UTC)
+    run_id = None if dry_run else store.start_run(today, now)
+    status, message = "failed", "interrupted"
+    try:
+        days = catch_up_days(store, today)
+        outcomes = fetch_all(config, store, days, fetcher, now)
+        failed = [outcome.error for outcome in outcomes if outcome.error]
+        if failed:
+            # Each failure was logged as it happened; the first one is the run's error.
+            raise failed[0]
+        window_start = days[0]
+        secret = load_secret(config.data_dir)
+        renderer = Renderer(title=config.title, templates=config.templates)
+        digests = plan_digests(config, store, today, window_start)
+        planned = tuple(
+            Planned(d.subscriber.email, d.key, tuple(m.paper.id for m in d.matches))
+            for d in digests
+        )
+        if dry_run:
+            return RunResult(today, days, outcomes, planned, dry_run=True)
+        for digest in digests:
+            queue_digest(config, store, renderer, secret, digest, now)
+        write_feeds(config, store, secret, {d.subscriber.email for d in digests})
+        status, message = "ok", f"{len(digests)} digests queued"
+        transport = open_transport(config.delivery)
+        try:
+            report = drain_outbox(store, transport, config.sender, now)
+        finally:
+            transport.close()
+        message += f"; sent {report.sent}, deferred {report.deferred}, failed {report.failed}"
+        return RunResult(today, days, outcomes, planned, report)
+    except Exception as error:
+        if status != "ok":
+            message = str(error)
+        raise
+    finally:
+        if run_id is not None:
+            store.finish_run(run_id, status, message, dt.datetime.now(dt.UTC))
+
+
+def catch_up_days(store: Store, today: dt.date) -> tuple[dt.date, ...]:
+    """Every source day since the last successful run, that day included (a day's list
+    grows after a run; the ledger keeps what was already sent from going out again)."""
+    last = store.last_successful_run_date(today)
+    first = today if last is None else max(last, today - dt.timedelta(days=MAX_CATCH_UP_DAYS))
+    return tuple(first + dt.timedelta(days=n) for n in range((today - first).days + 1))
+
+
+def fetch_all(
+    config: Config,
+    store: Store,
+    days: Sequence[dt.date],
+    fetcher: Fetcher | None,
+    now: dt.datetime,
+) -> tuple[SourceOutcome, ...]:
+    """Fetch every day from every source; one failing source does not stop the others."""
+    own_fetcher = fetcher is None
+    client = fetcher or Fetcher()
+    outcomes = []
+    try:
+        for source in config.sources:
+            papers: list[Paper] = []
+            try:
+                for day in days:
+                    papers.extend(fetch_papers(client, source, day))
+            except SourceError as error:
+                log.error("%s", error)
+                outcomes.append(SourceOutcome(source.name, len(papers), error))
+                continue
+            store.record_papers(papers, now)
+            log.info("%s: %d papers for %s..%s", source.name, len(papers), days[0], days[-1])
+            outcomes.append(SourceOutcome(source.name, len(papers)))
+    finally:
+        if own_fetcher:
+            client.close()
+    return tuple(outcomes)
+
+
+def digest_key(subscriber: Subscriber, today: dt.date) -> str | None:
+    """The issue a subscriber is due today, or None when today is not their day."""
+    if subscriber.frequency == "weekly":
+        if WEEKDAYS[today.weekday()] != subscriber.weekday:
+            return None
+        year, week, _ = today.isocalendar()
+        return f"{year}-W{week:02d}"
+    return today.isoformat()
+
+
+def plan_digests(
+    config: Config, store: Store, today: dt.date, window_start: dt.date
+) -> list[Digest]:
+    """What each subscriber should get today: their matches among the papers of the
+    window that the ledger says they have not been given yet."""
+    in_window = store.papers_between(window_start, today)
+    week = store.papers_between(today - dt.timedelta(days=6), today)
+    stats = CorpusStats.from_papers(store.all_papers())
+    sent = store.sent_paper_ids_by_subscriber()
+    keys = store.digest_keys_by_subscriber()
+    digests = []
+    for subscriber in config.subscribers:
+        email = subscriber.email.lower()
+        key = digest_key(subscriber, today)
+        if key is None or key in keys.get(email, set()):
+            continue
+        candidates = week if subscriber.frequency == "weekly" else in_window
+        already = sent.get(email, set())
+        unsent = [paper for paper in candidates if paper.id not in already]
+        liked = list(store.papers_by_id(subscriber.interests.liked).values())
+        matches = select(subscriber, unsent, stats, liked)
+        if matches or subscriber.send_empty:
+            digests.append(Digest(subscriber, key, today, tuple(matches)))
+    return digests
+
+
+def links_for(config: Config, secret: bytes, digest: Digest) -> DigestLinks:
+    sender = email.utils.parseaddr(config.sender)[1]
+    base = config.base_url.rstrip("/")
+    unsubscribe = token(secret, digest.subscriber.email, "unsubscribe")
+    return DigestLinks(
+        unsubscribe_https=f"{base}/unsubscribe/{unsubscribe}",
+        unsubscribe_mailto=f"mailto:{sender}?subject=unsubscribe",
+        private_feed=f"{base}/{private_feed_path(secret, digest.subscriber.email)}",
+        archive=f"{base}/archive/{digest.date.isoformat()}.html",
+    )
+
+
+def private_feed_path(secret: bytes, address: str) -> str:
+    return f"feeds/private/{token(secret, address, 'feed')}.atom"
+
+
+def render_message(
+    config: Config, renderer: Renderer, secret: bytes, digest: Digest, now: dt.datetime
+) -> tuple[str, bytes]:
+    """The complete message for a digest: (Message-ID, bytes as sent over SMTP)."""
+    links = links_for(config, secret, digest)
+    rendered = renderer.render(digest, links)
+    domain = email.utils.parseaddr(config.sender)[1].rpartition("@")[2] or (
+        urlsplit(config.base_url).hostname or "localhost"
+    )
+    message_id = message_id_for(digest.subscriber.email, digest.key, domain)
+    list_id = f"digest.{urlsplit(config.base_url).hostname or 'localhost'}"
+    message = renderer.message(
+        digest,
+        rendered,
+        links,
+        sender=config.sender,
+        message_id=message_id,
+        list_id=list_id,
+        date=now,
+    )
+    return message_id, message.as_bytes(policy=email.policy.SMTP)
+
+
+def queue_digest(
+    config: Config,
+    store: Store,
+    renderer: Renderer,
+    secret: bytes,
+    digest: Digest,
+    now: dt.datetime,
+) -> bool:
+    message_id, data = render_message(config, renderer, secret, digest, now)
+    items = [DeliveryItem(m.paper.id, round(m.score, 4), m.reasons) for m in digest.matches]
+    return store.queue(
+        digest.subscriber.email, digest.key, digest.date, message_id, data, items, now
+    )
+
+
+def write_feeds(config: Config, store: Store, secret: bytes, changed: set[str]) -> None:
+    """The public feeds of the latest days, and the private feed of each subscriber whose
+    digests changed (or whose feed file is missing). Unchanged bytes are not rewritten."""
+    output = config.output_dir
+    latest = store.latest_day()
+    recent = (
+        store.papers_between(latest - dt.timedelta(days=PUBLIC_FEED_DAYS - 1), latest)
+        if latest
+        else []
+    )
+    atom, rss = feeds.public_feeds(recent, title=config.title, base_url=config.base_url)
+    feeds.write_atomic(output / "feeds" / "papers.atom", atom)
+    feeds.write_atomic(output / "feeds" / "papers.rss", rss)
+    for subscriber in config.subscribers:
+        path = private_feed_path(secret, subscriber.email)
+        if subscriber.email not in changed and (output / path).exists():
+            continue
+        digests = delivered_digests(store, subscriber)
+        data = feeds.subscriber_feed(
+            digests,
+            title=f"{config.title} for {subscriber.name or subscriber.email}",
+            base_url=config.base_url,
+            feed_path=path,
+        )
+        feeds.write_atomic(output / path, data)
+
+
+def delivered_digests(store: Store, subscriber: Subscriber) -> list[Digest]:
+    """The digests a subscriber was given, newest first, as their private feed shows them."""
+    deliveries = store.deliveries_for(subscriber.email, PRIVATE_FEED_DIGESTS)
+    papers = store.papers_by_id(item.paper_id for d in deliveries for item in d.items)
+    return [
+        Digest(
+            subscriber,
+            delivery.digest_key,
+            delivery.digest_date,
+            tuple(
+                Match(papers[item.paper_id], item.score, item.reasons)
+                for item in delivery.items
+                if item.paper_id in papers
+            ),
+        )
+        for delivery in deliveries
+    ]
