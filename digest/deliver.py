@@ -78,32 +78,29 @@ class SMTPTransport:
 
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings
+        where = f"SMTP {settings.host}:{settings.port}"
         context = ssl.create_default_context()
-        where = f"{settings.host}:{settings.port}"
         try:
-            connection: smtplib.SMTP
             if settings.security == "tls":
-                connection = smtplib.SMTP_SSL(
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(
                     settings.host, settings.port, timeout=settings.timeout, context=context
                 )
             else:
                 connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-                if settings.security == "starttls":
-                    connection.starttls(context=context)
-            if settings.username:
-                connection.login(settings.username, self._password())
-        except smtplib.SMTPNotSupportedError as error:
-            raise DeliveryError(f"SMTP {where}: the server does not offer STARTTLS") from error
-        except smtplib.SMTPAuthenticationError as error:
-            raise DeliveryError(
-                f"SMTP {where}: login as {settings.username!r} refused ({error.smtp_code})"
-            ) from error
         except ssl.SSLCertVerificationError as error:
             raise DeliveryError(
-                f"SMTP {where}: TLS certificate not trusted ({error.verify_message})"
+                f"{where}: TLS certificate not trusted ({error.verify_message})"
             ) from error
         except (OSError, smtplib.SMTPException) as error:
-            raise DeliveryError(f"SMTP {where}: cannot connect ({error})") from error
+            raise DeliveryError(f"{where}: cannot connect ({error})") from error
+        try:
+            if settings.security == "starttls":
+                connection.starttls(context=context)
+            if settings.username:
+                connection.login(settings.username, self._password())
+        except (OSError, smtplib.SMTPException, DeliveryError) as error:
+            connection.close()
+            raise DeliveryError(f"{where}: {_setup_problem(error, settings)}") from error
         return connection
 
     def _password(self) -> str:
@@ -138,6 +135,18 @@ class SMTPTransport:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._connection.quit()
             self._connection = None
+
+
+def _setup_problem(error: Exception, settings: DeliveryConfig) -> str:
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        return "the server does not offer STARTTLS"
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        return f"login as {settings.username!r} refused ({error.smtp_code})"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({error.verify_message})"
+    if isinstance(error, DeliveryError):
+        return error.message
+    return f"cannot connect ({error})"
 
 
 def _by_code(code: int, text: bytes | str) -> Exception:

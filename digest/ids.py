@@ -18,7 +18,7 @@ def is_arxiv_id(value: str) -> bool:
 
 
 def strip_version(arxiv_id: str) -> str:
-    """"2508.13426v2" → "2508.13426": papers are keyed without their version."""
+    """ "2508.13426v2" → "2508.13426": papers are keyed without their version."""
     return _VERSION.sub("", arxiv_id.strip())
 
 

@@ -97,10 +97,10 @@ def _run_locked(
         if failed:
             # Each failure was logged as it happened; the first one is the run's error.
             raise failed[0]
-        window_start = days[0]
         secret = load_secret(config.data_dir)
         renderer = Renderer(title=config.title, templates=config.templates)
-        digests = plan_digests(config, store, today, window_start)
+        replay = store.decided(today)
+        digests = [] if replay else plan_digests(config, store, today, days[0])
         planned = tuple(
             Planned(d.subscriber.email, d.key, tuple(m.paper.id for m in d.matches))
             for d in digests

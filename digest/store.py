@@ -303,6 +303,15 @@ class Store:
             value = connection.execute(query).scalar()
         return dt.date.fromisoformat(value) if value else None
 
+    def decided(self, run_date: dt.date) -> bool:
+        """True once a successful run for this date (or a later one) exists: that date's
+        digests were decided then, and replaying it must not send anything new."""
+        query = sa.select(sa.func.count()).where(
+            runs_table.c.status == "ok", runs_table.c.run_date >= run_date.isoformat()
+        )
+        with self._reader.connect() as connection:
+            return bool(connection.execute(query).scalar_one())
+
     def recent_runs(self, limit: int = 10) -> list[Run]:
         query = sa.select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)
         with self._reader.connect() as connection:

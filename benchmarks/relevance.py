@@ -1,0 +1,284 @@
+"""Relevance of the interest matcher on the labelled dev corpus, against a keyword baseline.
+
+Metrics exactly as DESIGN.md ("Matching"): the labelled papers, ordered by sha1(id) hex,
+are cut into simulated days of 50. Per profile and day the digest's selection is scored:
+precision = selected papers graded >= 1 / selected; recall = grade-2 papers selected /
+grade-2 papers; both summed over days before dividing; F1 from the two. nDCG@10 ranks all
+labelled papers by score (gain 2^grade - 1). Means are over the profiles. IDF comes from
+every paper in seed_entries.jsonl (the first line of each id): the papers in the store.
+
+The baseline is plain keyword substring matching: occurrences of each keyword in the
+lower-cased title (counted twice) and abstract; papers scoring above zero are selected,
+best first, up to max_papers.
+
+    .venv/bin/python benchmarks/relevance.py [--corpus DIR] [--json] [--tune]
+
+`--tune` reruns the benchmark over a small grid of the matcher's generic weights and, for
+each profile left out in turn, shows which setting the other four would pick and how it
+does on the one left out: a choice that only one profile wants shows up there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import json
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from digest.config import load_subscriber
+from digest.match import WEIGHTS, CorpusStats, PaperText, Weights, analyse, compile_profile
+from digest.match import score_text, select
+from digest.models import Paper, Subscriber
+
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "corpus"
+DAY_SIZE = 50
+TOP_K = 10
+
+
+@dataclass(frozen=True)
+class Corpus:
+    papers: Mapping[str, Paper]  # every paper of the store, first line per id
+    grades: Mapping[str, Mapping[str, int]]  # paper id -> profile -> grade
+    subscribers: Mapping[str, Subscriber]  # profile name -> subscriber
+
+    @property
+    def labelled(self) -> list[str]:
+        return sorted(self.grades, key=lambda i: hashlib.sha1(i.encode()).hexdigest())
+
+    @property
+    def days(self) -> list[list[str]]:
+        ids = self.labelled
+        return [ids[i : i + DAY_SIZE] for i in range(0, len(ids), DAY_SIZE)]
+
+
+@dataclass(frozen=True)
+class Result:
+    selected: int
+    relevant_selected: int  # graded >= 1
+    essential_selected: int  # graded 2
+    essential: int
+    ndcg: float
+
+    @property
+    def precision(self) -> float:
+        return self.relevant_selected / self.selected if self.selected else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.essential_selected / self.essential if self.essential else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "f1": round(self.f1, 4),
+            "ndcg@10": round(self.ndcg, 4),
+            "selected": self.selected,
+        }
+
+
+def load_corpus(folder: Path) -> Corpus:
+    papers: dict[str, Paper] = {}
+    with (folder / "seed_entries.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            item = json.loads(line)
+            if item["id"] not in papers:
+                papers[item["id"]] = Paper(
+                    id=item["id"],
+                    title=item["title"],
+                    abstract=item["abstract"],
+                    day=dt.date(2026, 1, 1),
+                    source="corpus",
+                    url="",
+                )
+    grades = {}
+    with (folder / "dev_labels.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            item = json.loads(line)
+            grades[item["id"]] = item["labels"]
+    subscribers = {
+        path.stem: load_subscriber(path)
+        for path in sorted((folder / "dev_profiles").glob("*.toml"))
+    }
+    return Corpus(papers, grades, subscribers)
+
+
+def ndcg_at(ranked_grades: Sequence[int], k: int = TOP_K) -> float:
+    def dcg(grades: Iterable[int]) -> float:
+        return sum((2**g - 1) / math.log2(rank + 2) for rank, g in enumerate(grades))
+
+    ideal = dcg(sorted(ranked_grades, reverse=True)[:k])
+    return dcg(ranked_grades[:k]) / ideal if ideal else 0.0
+
+
+Selector = Callable[[Subscriber, Sequence[Paper]], Sequence[Paper]]
+Scorer = Callable[[Subscriber, Paper], float]
+
+
+def evaluate(corpus: Corpus, name: str, choose: Selector, rate: Scorer) -> Result:
+    subscriber = corpus.subscribers[name]
+    selected = relevant = essential_selected = essential = 0
+    for day in corpus.days:
+        chosen = choose(subscriber, [corpus.papers[i] for i in day])
+        grades = [corpus.grades[p.id][name] for p in chosen]
+        selected += len(grades)
+        relevant += sum(g >= 1 for g in grades)
+        essential_selected += sum(g == 2 for g in grades)
+        essential += sum(corpus.grades[i][name] == 2 for i in day)
+    ranked = sorted(corpus.labelled, key=lambda i: (-rate(subscriber, corpus.papers[i]), i))
+    ndcg = ndcg_at([corpus.grades[i][name] for i in ranked])
+    return Result(selected, relevant, essential_selected, essential, ndcg)
+
+
+def baseline_score(subscriber: Subscriber, paper: Paper) -> float:
+    title, abstract = paper.title.lower(), paper.abstract.lower()
+    return float(
+        sum(
+            2 * title.count(k.lower()) + abstract.count(k.lower())
+            for k in subscriber.interests.keywords
+        )
+    )
+
+
+def baseline_select(subscriber: Subscriber, papers: Sequence[Paper]) -> list[Paper]:
+    scored = [(baseline_score(subscriber, p), p.id, p) for p in papers]
+    chosen = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))
+    return [p for _, _, p in chosen[: subscriber.max_papers]]
+
+
+class Ours:
+    """The matcher as the pipeline runs it, with the papers analysed once."""
+
+    def __init__(self, corpus: Corpus, weights: Weights = WEIGHTS) -> None:
+        self.stats = CorpusStats.from_papers(corpus.papers.values())
+        self.analysed: dict[str, PaperText] = {i: analyse(p) for i, p in corpus.papers.items()}
+        self.weights = weights
+
+    def choose(self, subscriber: Subscriber, papers: Sequence[Paper]) -> list[Paper]:
+        matches = select(
+            subscriber, papers, self.stats, analysed=self.analysed, weights=self.weights
+        )
+        return [m.paper for m in matches]
+
+    def rate(self, subscriber: Subscriber, paper: Paper) -> float:
+        profile = compile_profile(subscriber.interests, self.stats, (), self.weights)
+        return score_text(profile, self.analysed[paper.id])[0]
+
+
+def run(corpus: Corpus, weights: Weights = WEIGHTS) -> dict[str, dict[str, Result]]:
+    ours = Ours(corpus, weights)
+    return {
+        "ours": {n: evaluate(corpus, n, ours.choose, ours.rate) for n in corpus.subscribers},
+        "baseline": {
+            n: evaluate(corpus, n, baseline_select, baseline_score) for n in corpus.subscribers
+        },
+    }
+
+
+def mean(results: Mapping[str, Result], metric: str) -> float:
+    values = [getattr(r, metric) for r in results.values()]
+    return sum(values) / len(values) if values else 0.0
+
+
+def report(results: dict[str, dict[str, Result]], seconds: float) -> dict[str, object]:
+    return {
+        "benchmark": "relevance",
+        "metrics": {
+            system: {
+                "profiles": {n: r.as_dict() for n, r in per_profile.items()},
+                "mean": {
+                    m.replace("ndcg", "ndcg@10"): round(mean(per_profile, m), 4)
+                    for m in ("precision", "recall", "f1", "ndcg")
+                },
+            }
+            for system, per_profile in results.items()
+        },
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def table(results: dict[str, dict[str, Result]]) -> str:
+    rows = [f"{'system':9} {'profile':18} {'P':>6} {'R':>6} {'F1':>6} {'nDCG@10':>8} {'sel':>4}"]
+    for system, per_profile in results.items():
+        for name, r in per_profile.items():
+            rows.append(
+                f"{system:9} {name:18} {r.precision:6.3f} {r.recall:6.3f} {r.f1:6.3f}"
+                f" {r.ndcg:8.3f} {r.selected:4d}"
+            )
+        rows.append(
+            f"{system:9} {'MEAN':18} {mean(per_profile, 'precision'):6.3f}"
+            f" {mean(per_profile, 'recall'):6.3f} {mean(per_profile, 'f1'):6.3f}"
+            f" {mean(per_profile, 'ndcg'):8.3f}"
+        )
+    return "\n".join(rows)
+
+
+# Each weight on a few values around its default, one at a time.
+TUNING_GRID: dict[str, tuple[float, ...]] = {
+    "description": (0.2, 0.35, 0.5, 0.7),
+    "keyword_part": (0.0, 0.1, 0.2),
+    "title": (2.0, 3.0, 4.0),
+    "saturation": (0.8, 1.2, 2.0),
+    "length_normalisation": (0.0, 0.3, 0.6),
+    "threshold": (2.0, 2.5, 3.0, 3.5, 4.0),
+}
+
+
+def tune(corpus: Corpus) -> str:
+    """Leave one profile out: which value would the other four choose, and what it costs."""
+    lines = []
+    names = list(corpus.subscribers)
+    for key, values in TUNING_GRID.items():
+        scores: dict[float, dict[str, float]] = {}
+        for value in values:
+            results = run(corpus, dataclasses.replace(WEIGHTS, **{key: value}))["ours"]
+            scores[value] = {n: (r.f1 + r.ndcg) / 2 for n, r in results.items()}
+        lines.append(f"{key} (default {getattr(WEIGHTS, key)}):")
+        for value in values:
+            mean_all = sum(scores[value].values()) / len(names)
+            per = " ".join(f"{n[:6]}={scores[value][n]:.3f}" for n in names)
+            lines.append(f"  {value:<6} mean(F1,nDCG)={mean_all:.3f}  {per}")
+        for left_out in names:
+            others = [n for n in names if n != left_out]
+            best = max(values, key=lambda v: sum(scores[v][n] for n in others))
+            lines.append(f"  without {left_out:18} -> {best}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    parser.add_argument("--tune", action="store_true", help="leave-one-profile-out grid")
+    args = parser.parse_args(argv)
+    corpus = load_corpus(args.corpus)
+    if args.tune:
+        print(tune(corpus))
+        return 0
+    started = time.perf_counter()
+    results = run(corpus)
+    result = report(results, time.perf_counter() - started)
+    if not args.json:
+        print(table(results))
+        print(f"{len(corpus.papers)} papers in the store, {len(corpus.grades)} labelled")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""HTTP fetching for every source: one client per run, polite and hard to wedge.
+
+Sources never talk to httpx directly. They get a `Fetcher`, which sends a User-Agent naming
+the project, bounds every wait (timeouts, response size, retries, `Retry-After`) and turns
+every failure into one `FetchError` whose message a user can read. Waiting goes through an
+injected `sleep` so tests never sleep for real.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http
+import logging
+import random
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import NoReturn
+
+import httpx
+
+from digest import __version__
+from digest.errors import FetchError
+
+log = logging.getLogger(__name__)
+
+PROJECT_URL = "https://github.com/digest-papers/digest"
+DEFAULT_USER_AGENT = f"digest/{__version__} (+{PROJECT_URL})"
+
+_MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class Response:
+    """A complete, size-checked response. `headers` has lower-cased names."""
+
+    url: str
+    status: int
+    content: bytes
+    headers: Mapping[str, str]
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way that may pass; `wait` is what the server asked for."""
+
+    def __init__(self, problem: str, wait: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.wait = wait
+
+
+class Fetcher:
+    """Wraps one `httpx.Client` for a whole run so connections are reused."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 20.0,
+        connect_timeout: float = 10.0,
+        attempts: int = 4,
+        backoff: float = 1.0,
+        max_wait: float = 60.0,
+        max_bytes: int = 20_000_000,
+        user_agent: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.max_bytes = max_bytes
+        self._sleep = sleep
+        self._random = random.Random()
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            headers={"User-Agent": user_agent or DEFAULT_USER_AGENT},
+            transport=transport,
+            follow_redirects=True,
+            max_redirects=_MAX_REDIRECTS,
+        )
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get(
+        self,
+        url: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        ok_statuses: Collection[int] = (200,),
+    ) -> Response:
+        """GET `url`, retrying what may pass; raise `FetchError` for anything else.
+
+        A status outside `ok_statuses` is an error (after retries for 429 and 5xx), so a
+        caller that can use, say, a 404 body says so explicitly.
+        """
+        try:
+            full_url = str(httpx.URL(url).copy_merge_params(dict(params or {})))
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            raise FetchError(url, f"invalid URL ({exc})") from exc
+
+        problem = ""
+        for attempt in range(1, self.attempts + 1):
+            log.debug("GET %s (attempt %d of %d)", full_url, attempt, self.attempts)
+            try:
+                return self._attempt(full_url, ok_statuses)
+            except _Retryable as failure:
+                problem = failure.problem
+                if attempt == self.attempts:
+                    break
+                wait = failure.wait if failure.wait is not None else self._backoff(attempt)
+                log.info(
+                    "GET %s: %s; retrying in %.1f s (attempt %d of %d)",
+                    full_url,
+                    problem,
+                    wait,
+                    attempt + 1,
+                    self.attempts,
+                )
+                self._sleep(wait)
+        raise FetchError(full_url, f"{problem} after {self.attempts} attempts")
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter, so many clients do not retry in step."""
+        base: float = min(self.max_wait, self.backoff * 2.0 ** (attempt - 1))
+        return base * self._random.uniform(0.5, 1.0)
+
+    def _attempt(self, url: str, ok_statuses: Collection[int]) -> Response:
+        try:
+            with self._client.stream("GET", url) as response:
+                status = response.status_code
+                if status not in ok_statuses:
+                    self._reject_status(url, response)
+                content = self._read_capped(url, response)
+                final_url = str(response.url)
+                headers = dict(response.headers.items())
+        except httpx.TimeoutException as exc:
+            kind = "connection timed out" if isinstance(exc, httpx.ConnectTimeout) else "timed out"
+            raise _Retryable(kind) from exc
+        except httpx.ConnectError as exc:
+            raise _Retryable(_connect_problem(exc)) from exc
+        except (httpx.ReadError, httpx.WriteError) as exc:
+            raise _Retryable(_lost_problem(exc)) from exc
+        except httpx.RemoteProtocolError as exc:
+            raise _Retryable(
+                "server closed the connection before the response was complete"
+            ) from exc
+        except httpx.TooManyRedirects as exc:
+            raise FetchError(url, f"more than {_MAX_REDIRECTS} redirects") from exc
+        except httpx.DecodingError as exc:
+            raise FetchError(url, f"could not decode the response body ({exc})") from exc
+        except httpx.HTTPError as exc:
+            raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
+        log.debug("GET %s: HTTP %d, %d bytes", url, status, len(content))
+        return Response(url=final_url, status=status, content=content, headers=headers)
+
+    def _reject_status(self, url: str, response: httpx.Response) -> NoReturn:
+        status = response.status_code
+        problem = f"HTTP {status} {_reason(response)}".rstrip()
+        # 429 asks us to slow down; 5xx are the server's own trouble and often pass.
+        if status != 429 and status < 500:
+            raise FetchError(url, problem)
+        wait = _retry_after(response.headers.get("retry-after"))
+        if wait is not None and wait > self.max_wait:
+            raise FetchError(
+                url,
+                f"{problem}; the server asks to wait {wait:.0f} s, "
+                f"more than the {self.max_wait:.0f} s limit",
+            )
+        raise _Retryable(problem, wait)
+
+    def _read_capped(self, url: str, response: httpx.Response) -> bytes:
+        too_large = f"response larger than {self.max_bytes} bytes"
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise FetchError(url, too_large)
+        body = bytearray()
+        # iter_bytes yields decoded (gunzipped) data, so the cap also stops gzip bombs.
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > self.max_bytes:
+                raise FetchError(url, too_large)
+        return bytes(body)
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        return http.HTTPStatus(response.status_code).phrase
+    except ValueError:
+        return response.reason_phrase
+
+
+def _connect_problem(exc: httpx.ConnectError) -> str:
+    text = str(exc)
+    if "refused" in text.lower():
+        return "connection refused"
+    return f"could not connect ({text or type(exc).__name__})"
+
+
+def _lost_problem(exc: httpx.TransportError) -> str:
+    text = str(exc)
+    if "reset" in text.lower():
+        return "connection reset by the server"
+    return f"connection lost ({text or type(exc).__name__})"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        log.debug("ignoring unreadable Retry-After %r", value)
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())

@@ -1,0 +1,162 @@
+"""Turning titles, abstracts and interests into comparable terms.
+
+A *term* is a stemmed word ("caption") or a phrase of consecutive stemmed words joined by
+one space ("video caption"). Papers and profiles go through the same analysis, so a
+keyword written "vision-language-action", "Vision Language Action" or "vision and
+language action" meets the same words in a paper. The rules are about English text in
+general (hyphens, acronyms, CamelCase names, plurals, stop words), never about any topic.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import pairwise
+
+import Stemmer
+
+# The Snowball English stop words plus a few function words the list lacks.
+_STOP_WORDS_TEXT = """
+    a about above after again against all am an and any are aren't as at be because been
+    before being below between both but by can cannot could couldn't did didn't do does
+    doesn't doing don't down during each etc few for from further had hadn't has hasn't
+    have haven't having he her here hers herself him himself his how i if in into is isn't
+    it it's its itself just let's me more most mustn't my myself no nor not of off on once
+    only or other ought our ours ourselves out over own same shan't she should shouldn't so
+    some such than that that's the their theirs them themselves then there there's these
+    they this those through to too under until up upon very via was wasn't we were weren't
+    what when where which while who whom why will with within without won't would wouldn't
+    you your yours yourself yourselves e g i e vs also
+"""
+STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
+
+_STEMMER = Stemmer.Stemmer("english")
+
+# A word is a run of letters and digits; apostrophes inside English words ("don't") are
+# kept so the stop word list sees them. Everything else separates words, hyphens and
+# slashes included, so "vision-language" is two consecutive words.
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+# Punctuation that ends a clause: a phrase never spans one ("video. Captioning" is no
+# "video captioning").
+_CLAUSE_END = re.compile(r"[.,;:!?()\[\]{}\"]")
+# A full stop, question or exclamation mark followed by a space ends a sentence.
+_SENTENCE_END = re.compile(r"[.!?]\s")
+# LaTeX commands left in abstracts (\emph{..}, \"U): the command names are not words.
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+|\\.")
+# Parts of a CamelCase or mixed-case name: "VideoICL" -> Video, ICL; "SmolVLMs" -> Smol, VLMs.
+_CAMEL_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z]{2,})|[A-Z]+s(?![a-z])|[A-Z][a-z]+|[a-z]+|[A-Z]+|\d+")
+
+
+@dataclass(frozen=True)
+class Token:
+    """One content word of a text: its stem, where it stands and which clause it is in."""
+
+    stem: str
+    start: int
+    end: int
+    clause: int
+    sentence: int = 0
+
+
+def fold(text: str) -> str:
+    """Strip accents and ligatures so "José", "Jose" and "JOSÉ" compare equal once cased."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def stem(word: str) -> str:
+    return str(_STEMMER.stemWord(word))
+
+
+def _word_parts(word: str) -> list[tuple[str, int]]:
+    """Split a mixed-case name into its words, with their offsets inside `word`.
+
+    Only when every part is a real word or acronym (two characters or more): "LLaMA" or
+    "CLoVe" would fall apart into noise, so they stay whole.
+    """
+    if word.islower() or word.isupper() or word.isdigit() or not word.isascii():
+        return [(word, 0)]
+    parts = [(m.group(), m.start()) for m in _CAMEL_PART.finditer(word)]
+    if len(parts) < 2 or any(len(p) < 2 for p, _ in parts):
+        return [(word, 0)]
+    if sum(len(p) for p, _ in parts) != len(word):
+        return [(word, 0)]
+    return parts
+
+
+def _normal_word(word: str) -> str:
+    """Lower-case one word, reading an upper-case acronym plural ("VLAs") as the acronym."""
+    if len(word) > 2 and word.endswith("s") and word[:-1].isupper():
+        word = word[:-1]
+    return word.lower()
+
+
+def tokens(text: str) -> list[Token]:
+    """The content words of `text` in order, stemmed, stop words dropped.
+
+    Offsets point into `text` itself, so a match can be shown exactly as the paper wrote it.
+    NFKD folding can change a string's length, so words are found in the original and
+    folded one at a time.
+    """
+    cleaned = _LATEX_COMMAND.sub(lambda m: " " * len(m.group()), text)
+    result: list[Token] = []
+    clause = sentence = 0
+    last_end = 0
+    for match in _WORD.finditer(cleaned):
+        if _CLAUSE_END.search(cleaned, last_end, match.start()):
+            clause += 1
+            if _SENTENCE_END.search(cleaned, max(last_end, 0), match.start()):
+                sentence += 1
+        last_end = match.end()
+        for part, offset in _word_parts(match.group()):
+            word = _normal_word(fold(part))
+            if not word or word in STOP_WORDS:
+                continue
+            start = match.start() + offset
+            result.append(Token(stem(word), start, start + len(part), clause, sentence))
+    return result
+
+
+def phrases(toks: list[Token], max_len: int) -> Iterator[tuple[str, int, int]]:
+    """Every run of 1..`max_len` consecutive tokens within one clause, as (term, first, last)."""
+    for i, first in enumerate(toks):
+        words = [first.stem]
+        yield first.stem, i, i
+        for j in range(i + 1, min(i + max_len, len(toks))):
+            if toks[j].clause != first.clause:
+                break
+            words.append(toks[j].stem)
+            yield " ".join(words), i, j
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A clause of an interest ("early exit", "robots that navigate from camera images")."""
+
+    text: str
+    stems: tuple[str, ...]
+    # joined[i]: nothing but spaces or hyphens stand between stems i and i+1 as written,
+    # so they form a phrase ("camera images"), unlike "robots that navigate".
+    joined: tuple[bool, ...]
+
+    @property
+    def words(self) -> int:
+        """Words as the subscriber wrote them: "parameter-efficient fine-tuning" is two."""
+        return len(self.text.split())
+
+
+def clauses(text: str) -> list[Clause]:
+    """How interests are read: clause by clause ("pruning, early exit")."""
+    groups: dict[int, list[Token]] = {}
+    for tok in tokens(text):
+        groups.setdefault(tok.clause, []).append(tok)
+    return [
+        Clause(
+            text=text[group[0].start : group[-1].end],
+            stems=tuple(t.stem for t in group),
+            joined=tuple(not _WORD.search(text, a.end, b.start) for a, b in pairwise(group)),
+        )
+        for group in groups.values()
+    ]

@@ -1,0 +1,219 @@
+"""The public Atom/RSS feeds and the private Atom feed: valid, stable, dated by the data."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+
+from digest.errors import DigestError
+from digest.feeds import public_feeds, subscriber_feed, write_atomic
+from digest.models import Digest, Interests, Match, Paper, Subscriber
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf" / "api-month"
+BASE = "https://papers.example.org"
+FEED_PATH = "feeds/private/tok123.atom"
+
+
+def papers_of(day: str) -> list[Paper]:
+    """The fields of a Hugging Face API item a feed shows, mapped by hand."""
+    papers = []
+    for item in json.loads((FIXTURES / f"{day}.json").read_text("utf-8")):
+        raw = item["paper"]
+        papers.append(
+            Paper(
+                id=raw["id"],
+                title=raw["title"],
+                abstract=raw["summary"],
+                day=dt.date.fromisoformat(raw["submittedOnDailyAt"][:10]),
+                source="huggingface",
+                url=f"https://huggingface.co/papers/{raw['id']}",
+                authors=tuple(author["name"] for author in raw["authors"]),
+                upvotes=raw["upvotes"],
+                ai_summary=raw.get("ai_summary"),
+            )
+        )
+    return papers
+
+
+@pytest.fixture(scope="module")
+def monday() -> list[Paper]:
+    return papers_of("2026-01-05")
+
+
+@pytest.fixture(scope="module")
+def tuesday() -> list[Paper]:
+    return papers_of("2026-01-06")
+
+
+def parse(data: bytes) -> Any:
+    parsed = feedparser.parse(data)
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    return parsed
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def updated(parsed: Any) -> dt.datetime:
+    stamp = parsed.feed.updated_parsed
+    return dt.datetime(*stamp[:6], tzinfo=dt.UTC)
+
+
+def digest_for(papers: list[Paper], day: dt.date, key: str) -> Digest:
+    who = Subscriber(slug="ada", email="ada@example.org", interests=Interests(keywords=("x",)))
+    matches = tuple(Match(p, 1.0, ("title: agent", "abstract: world model")) for p in papers)
+    return Digest(who, key, day, matches)
+
+
+def test_public_feeds_are_valid_atom_and_rss(monday: list[Paper]) -> None:
+    atom, rss = public_feeds(monday, title="Trending papers", base_url=BASE)
+    parsed_atom, parsed_rss = parse(atom), parse(rss)
+    assert parsed_atom.version == "atom10"
+    assert parsed_rss.version == "rss20"
+    assert len(parsed_atom.entries) == len(monday) == len(parsed_rss.entries)
+    first = parsed_atom.entries[0]
+    assert first.title == monday[0].title
+    assert first.link == monday[0].url
+    assert "Authors: " in first.summary and "<" not in first.summary
+    assert first.summary_detail.type == "text/plain"
+    assert [a.name for a in first.authors][:3] == list(monday[0].authors[:3])
+
+
+def test_entries_are_newest_day_first_whatever_the_input_order(
+    monday: list[Paper], tuesday: list[Paper]
+) -> None:
+    atom, rss = public_feeds(monday + tuesday, title="T", base_url=BASE)
+    for parsed in (parse(atom), parse(rss)):
+        ids = [entry.id for entry in parsed.entries]
+        expected = [f"tag:papers.example.org,2026:paper/{p.id}" for p in tuesday + monday]
+        assert ids == expected
+
+
+def test_entry_ids_are_tag_uris_and_rss_guids_are_not_permalinks(monday: list[Paper]) -> None:
+    _, rss = public_feeds(monday[:2], title="T", base_url=BASE)
+    parsed = parse(rss)
+    assert [entry.id for entry in parsed.entries] == [
+        f"tag:papers.example.org,2026:paper/{paper.id}" for paper in monday[:2]
+    ]
+    assert all(entry.guidislink is False for entry in parsed.entries)
+    assert b'isPermaLink="false"' in rss
+
+
+def test_two_builds_of_the_same_papers_are_byte_identical(monday: list[Paper]) -> None:
+    first = public_feeds(monday, title="T", base_url=BASE)
+    assert public_feeds(list(monday), title="T", base_url=BASE) == first
+    digests = [digest_for(monday[:3], dt.date(2026, 1, 5), "2026-01-05")]
+    private = subscriber_feed(digests, title="T", base_url=BASE, feed_path=FEED_PATH)
+    assert subscriber_feed(digests, title="T", base_url=BASE, feed_path=FEED_PATH) == private
+
+
+def test_feed_dates_come_from_the_papers_days_never_from_the_clock(
+    monday: list[Paper], tuesday: list[Paper]
+) -> None:
+    atom, rss = public_feeds(monday, title="T", base_url=BASE)
+    assert updated(parse(atom)) == midnight(dt.date(2026, 1, 5))
+    assert b"<lastBuildDate>Mon, 05 Jan 2026 00:00:00 +0000</lastBuildDate>" in rss
+    entry = parse(atom).entries[0]
+    assert entry.updated == entry.published == "2026-01-05T00:00:00+00:00"
+    later_atom, later_rss = public_feeds([*monday, tuesday[0]], title="T", base_url=BASE)
+    assert updated(parse(later_atom)) == midnight(dt.date(2026, 1, 6))
+    assert b"<lastBuildDate>Tue, 06 Jan 2026 00:00:00 +0000</lastBuildDate>" in later_rss
+
+
+def test_an_empty_feed_is_dated_at_the_epoch() -> None:
+    atom, rss = public_feeds([], title="T", base_url=BASE)
+    assert updated(parse(atom)) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    assert parse(rss).entries == []
+
+
+def test_self_links_point_at_each_file_and_the_rss_channel_link_at_the_site(
+    monday: list[Paper],
+) -> None:
+    atom, rss = public_feeds(monday[:1], title="T", base_url=BASE + "/")
+    parsed_atom, parsed_rss = parse(atom), parse(rss)
+    atom_links = {link.rel: link.href for link in parsed_atom.feed.links}
+    assert atom_links == {"self": f"{BASE}/feeds/papers.atom", "alternate": BASE}
+    assert parsed_rss.feed.link == BASE
+    assert b'<atom:link href="https://papers.example.org/feeds/papers.rss" rel="self"' in rss
+
+
+def test_hostile_titles_with_control_characters_still_parse(monday: list[Paper]) -> None:
+    hostile = dataclasses.replace(
+        monday[0],
+        title="Bad\x00\x08\x0b\x0c title\r\nwith\x1b <b>tags</b> & \ufffe\uffff\ud800 more",
+        abstract="Abstract\x01 with \x7f controls & <script>x</script>.",
+        authors=("Eve\x00", "\x0b"),
+    )
+    atom, rss = public_feeds([hostile], title="T\x00itle", base_url=BASE)
+    for data in (atom, rss):
+        entry = parse(data).entries[0]
+        assert entry.title == "Bad title with <b>tags</b> & more"
+    digest = digest_for([hostile], dt.date(2026, 1, 5), "2026-01-05")
+    private = subscriber_feed([digest], title="T", base_url=BASE, feed_path=FEED_PATH)
+    assert parse(private).entries[0].title == "Bad title with <b>tags</b> & more"
+
+
+def test_an_unsafe_paper_url_becomes_no_link_and_the_entry_stays_valid(
+    monday: list[Paper],
+) -> None:
+    paper = dataclasses.replace(monday[0], url="javascript:alert(1)")
+    atom, _ = public_feeds([paper], title="T", base_url=BASE)
+    assert b"javascript:" not in atom
+    assert parse(atom).entries[0].content[0].value.startswith(monday[0].abstract[:30])
+
+
+def test_the_private_feed_lists_each_digests_papers_newest_digest_first_with_reasons(
+    monday: list[Paper], tuesday: list[Paper]
+) -> None:
+    older = digest_for(monday[:2], dt.date(2026, 1, 5), "2026-01-05")
+    newer = digest_for(tuesday[:3], dt.date(2026, 1, 6), "2026-01-06")
+    data = subscriber_feed(
+        [older, newer], title="Papers for Ada", base_url=BASE, feed_path=FEED_PATH
+    )
+    parsed = parse(data)
+    assert parsed.version == "atom10"
+    tag = "tag:papers.example.org,2026:feeds/private/tok123.atom"
+    assert [entry.id for entry in parsed.entries] == [
+        *(f"{tag}/2026-01-06/{p.id}" for p in tuesday[:3]),
+        *(f"{tag}/2026-01-05/{p.id}" for p in monday[:2]),
+    ]
+    assert parsed.entries[0].updated == "2026-01-06T00:00:00+00:00"
+    assert parsed.entries[-1].updated == "2026-01-05T00:00:00+00:00"
+    assert updated(parsed) == midnight(dt.date(2026, 1, 6))
+    assert "Why: title: agent; abstract: world model" in parsed.entries[0].content[0].value
+    assert {link.rel: link.href for link in parsed.feed.links}["self"] == f"{BASE}/{FEED_PATH}"
+    assert parsed.feed.id == tag
+
+
+def test_feeds_need_a_base_url_with_a_host(monday: list[Paper]) -> None:
+    with pytest.raises(DigestError, match="base_url"):
+        public_feeds(monday, title="T", base_url="papers")
+
+
+def test_write_atomic_leaves_identical_bytes_and_their_mtime_alone(tmp_path: Path) -> None:
+    path = tmp_path / "feeds" / "papers.atom"
+    assert write_atomic(path, b"<feed/>") is True
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert write_atomic(path, b"<feed/>") is False
+    assert path.stat().st_mtime_ns == 1_000_000_000
+    assert write_atomic(path, b"<feed>new</feed>") is True
+    assert path.read_bytes() == b"<feed>new</feed>"
+    assert path.stat().st_mtime_ns != 1_000_000_000
+    assert sorted(p.name for p in path.parent.iterdir()) == ["papers.atom"]
+
+
+def test_write_atomic_keeps_the_file_readable_by_the_web_server(tmp_path: Path) -> None:
+    path = tmp_path / "papers.rss"
+    write_atomic(path, b"a")
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o640)
+    write_atomic(path, b"b")
+    assert path.stat().st_mode & 0o777 == 0o640

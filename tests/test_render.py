@@ -1,0 +1,525 @@
+"""The digest email: its parts, its headers, and what hostile paper text can and cannot do."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email
+import email.policy
+import json
+import re
+from email.message import EmailMessage
+from html import unescape
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import css_inline
+import pytest
+
+from digest.errors import DigestError
+from digest.models import Digest, Interests, Link, Match, Paper, Subscriber
+from digest.render import (
+    DigestLinks,
+    Renderer,
+    builtin_templates,
+    clean_header_text,
+    message_id_for,
+    summary,
+)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "hf" / "api-month" / "2026-01-05.json"
+LINKS = DigestLinks(
+    unsubscribe_https="https://papers.example.org/unsubscribe/tok123",
+    unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
+    private_feed="https://papers.example.org/feeds/private/abc.atom",
+    archive="https://papers.example.org/archive/2026-01-05.html",
+)
+SENDER = "Paper digest <digest@example.org>"
+SENT_AT = dt.datetime(2026, 1, 5, 7, 30, tzinfo=dt.UTC)
+MAX_HTML = 102 * 1024
+
+
+def paper_from_item(item: dict[str, Any]) -> Paper:
+    """The few fields of a Hugging Face API item the email shows, mapped by hand."""
+    raw = item["paper"]
+    pid = raw["id"]
+    links = [
+        Link("arXiv", f"https://arxiv.org/abs/{pid}"),
+        Link("PDF", f"https://arxiv.org/pdf/{pid}"),
+    ]
+    if raw.get("githubRepo"):
+        links.append(Link("Code", raw["githubRepo"]))
+    if raw.get("projectPage"):
+        links.append(Link("Project page", raw["projectPage"]))
+    return Paper(
+        id=pid,
+        title=raw["title"],
+        abstract=raw["summary"],
+        day=dt.date.fromisoformat(raw["submittedOnDailyAt"][:10]),
+        source="huggingface",
+        url=f"https://huggingface.co/papers/{pid}",
+        authors=tuple(author["name"] for author in raw["authors"]),
+        upvotes=raw["upvotes"],
+        comments=item["numComments"],
+        ai_summary=raw.get("ai_summary"),
+        links=tuple(links),
+    )
+
+
+@pytest.fixture(scope="module")
+def papers() -> list[Paper]:
+    return [paper_from_item(item) for item in json.loads(FIXTURE.read_text("utf-8"))]
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(title="Trending papers")
+
+
+def subscriber(name: str = "Ada", keywords: tuple[str, ...] = ("agent", "diffusion")) -> Subscriber:
+    return Subscriber(
+        slug="ada", email="ada@example.org", name=name, interests=Interests(keywords=keywords)
+    )
+
+
+def make_digest(
+    papers: list[Paper],
+    reasons: tuple[str, ...] = ("title: agent", "abstract: diffusion"),
+    who: Subscriber | None = None,
+    key: str = "2026-01-05",
+) -> Digest:
+    matches = tuple(Match(paper, 1.0, reasons) for paper in papers)
+    return Digest(who or subscriber(), key, dt.date(2026, 1, 5), matches)
+
+
+def send(renderer: Renderer, digest: Digest) -> tuple[bytes, EmailMessage]:
+    rendered = renderer.render(digest, LINKS)
+    message = renderer.message(
+        digest,
+        rendered,
+        LINKS,
+        sender=SENDER,
+        message_id=message_id_for(digest.subscriber.email, digest.key, "example.org"),
+        list_id="digest.papers.example.org",
+        date=SENT_AT,
+    )
+    raw = message.as_bytes(policy=email.policy.SMTP)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return raw, parsed
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    plain, html = (part for part in message.iter_parts())
+    return str(plain.get_content()), str(html.get_content())
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the text, of an HTML document."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def hrefs(self) -> list[str]:
+        return [attrs["href"] for tag, attrs in self.tags if tag == "a" and "href" in attrs]
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_message_is_multipart_alternative_with_text_before_html_both_utf8(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    _, message = send(renderer, make_digest(papers[:3]))
+    assert message.get_content_type() == "multipart/alternative"
+    types = [part.get_content_type() for part in message.iter_parts()]
+    assert types == ["text/plain", "text/html"]
+    assert [part.get_content_charset() for part in message.iter_parts()] == ["utf-8", "utf-8"]
+    assert message["MIME-Version"] == "1.0"
+    assert message["From"] == SENDER
+    assert message["Date"].datetime == SENT_AT
+
+
+def test_the_message_id_is_stable_per_subscriber_and_digest_and_well_formed(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    first = message_id_for("ada@example.org", "2026-01-05", "example.org")
+    assert first == message_id_for("ada@example.org", "2026-01-05", "example.org")
+    assert re.fullmatch(r"<[^@<>\s]+@[^@<>\s]+>", first)
+    assert first.startswith("<digest.2026-01-05.")
+    assert first != message_id_for("bob@example.org", "2026-01-05", "example.org")
+    assert first != message_id_for("ada@example.org", "2026-01-06", "example.org")
+    _, message = send(renderer, make_digest(papers[:1]))
+    assert message["Message-ID"] == first
+
+
+def test_a_message_id_refuses_a_domain_that_is_not_one() -> None:
+    with pytest.raises(DigestError, match="domain"):
+        message_id_for("ada@example.org", "2026-01-05", "bad domain>")
+
+
+def test_list_headers_offer_https_and_mailto_unsubscribe_with_one_click_post(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    _, message = send(renderer, make_digest(papers[:2]))
+    unsubscribe = str(message["List-Unsubscribe"])
+    assert re.findall(r"<([^>]+)>", unsubscribe) == [
+        LINKS.unsubscribe_https,
+        LINKS.unsubscribe_mailto,
+    ]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Id"] == "<digest.papers.example.org>"
+
+
+def test_a_non_ascii_name_and_subject_travel_as_encoded_words_in_ascii_headers(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    who = subscriber(name="Zoë Ådá-Łukasz")
+    digest = make_digest(papers[:2], reasons=("title: difusión",), who=who)
+    raw, message = send(renderer, digest)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    head.decode("ascii")  # raises if any header byte is not ASCII
+    assert b"=?utf-8?" in head
+    assert message["To"].addresses[0].display_name == "Zoë Ådá-Łukasz"
+    assert message["To"].addresses[0].addr_spec == "ada@example.org"
+    assert message["Subject"] == "2 papers on difusión — Mon 5 Jan"
+    raw.decode("ascii")  # the bodies are quoted-printable: the whole message is 7-bit
+
+
+def test_a_hostile_title_cannot_add_a_header_nor_markup(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    hostile = "A\r\nBcc: evil@x.test <script>alert(1)</script>"
+    paper = dataclasses.replace(papers[0], title=hostile)
+    digest = make_digest([paper], reasons=(f"title: {hostile}",))
+    raw, message = send(renderer, digest)
+    assert not re.search(rb"(?im)^bcc:", raw)
+    assert message["Bcc"] is None
+    assert len(message.get_all("Subject") or []) == 1
+    assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
+    text, html = parts(message)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html.lower()
+    assert "onerror" not in html
+    assert "javascript:" not in html
+    assert "A Bcc: evil@x.test <script>alert(1)</script>" in squash(text)
+
+
+def test_hostile_abstracts_and_links_never_become_tags_handlers_or_script_urls(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    paper = dataclasses.replace(
+        papers[0],
+        url="javascript:alert(1)",
+        ai_summary=None,
+        abstract='<img src=x onerror="alert(1)"> <a href="javascript:alert(2)">x</a>. More.',
+        links=(
+            Link("Code", "javascript:alert(3)"),
+            Link("Data", "data:text/html;base64,PHNjcmlwdD4="),
+            Link("Relative", "/papers/1"),
+            Link("Spaces", "https://example.org/a b"),
+            Link("PDF", "https://arxiv.org/pdf/2512.24615"),
+        ),
+    )
+    _, message = send(renderer, make_digest([paper]))
+    text, html = parts(message)
+    tags = Tags(html)
+    assert not [tag for tag, _ in tags.tags if tag in {"script", "img", "iframe", "object"}]
+    assert not [name for _, attrs in tags.tags for name in attrs if name.startswith("on")]
+    hrefs = tags.hrefs()
+    assert all(href.startswith(("https://", "http://")) for href in hrefs)
+    assert "https://arxiv.org/pdf/2512.24615" in hrefs
+    assert not any("javascript" in href or "data:" in href for href in hrefs)
+    assert "javascript:alert(3)" not in text and "data:text" not in text
+    assert "&lt;img src=x" in html
+
+
+def test_bidi_overrides_and_control_characters_are_stripped_everywhere(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    sneaky = "Safe\u202etxt.exe\u2066 title\u2028with\x00controls\x1b"
+    paper = dataclasses.replace(papers[0], title=sneaky, authors=("Eve\u202e", "Bob\u2069"))
+    digest = make_digest([paper], reasons=(f"title: {sneaky}",))
+    _, message = send(renderer, digest)
+    text, html = parts(message)
+    for part in (text, html, str(message["Subject"])):
+        assert not re.search("[\u202a-\u202e\u2066-\u2069\u2028\x00\x1b]", part)
+    assert "Safe txt.exe title with controls" in squash(text)
+
+
+def test_a_one_megabyte_abstract_is_cut_and_keeps_the_message_small(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    huge = "This sentence is long enough to matter. " * 26_000
+    assert len(huge) > 1_000_000
+    paper = dataclasses.replace(papers[0], abstract=huge, ai_summary=None)
+    raw, message = send(renderer, make_digest([paper]))
+    _, html = parts(message)
+    assert len(html.encode()) < MAX_HTML
+    assert len(raw) < MAX_HTML
+    assert summary(paper) in squash(html)
+    assert len(summary(paper)) <= 400
+
+
+def test_fifteen_papers_with_long_abstracts_stay_under_gmails_clipping_size(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    long = [
+        dataclasses.replace(p, abstract=p.abstract * 20, ai_summary=None, title=p.title * 2)
+        for p in (papers * 2)[:15]
+    ]
+    rendered = renderer.render(make_digest(long), LINKS)
+    assert rendered.html.count('class="paper-cell"') == 15
+    assert len(rendered.html.encode()) < MAX_HTML
+
+
+def test_text_lines_fit_78_columns_except_urls(renderer: Renderer, papers: list[Paper]) -> None:
+    wordy = dataclasses.replace(
+        papers[1],
+        title="Supercalifragilistic" * 6 + " and a title long enough to need several lines " * 3,
+        links=(*papers[1].links, Link("Long", "https://example.org/" + "x" * 120)),
+    )
+    text = renderer.render(make_digest([wordy, *papers[:4]]), LINKS).text
+    long_lines = [line for line in text.splitlines() if len(line) > 78]
+    assert long_lines  # the 140-character URL
+    assert all(line.strip().startswith(("https://", "http://")) for line in long_lines)
+    for line in text.splitlines():
+        if "://" in line:
+            assert line.strip().startswith(("https://", "http://")), line  # URLs stand alone
+
+
+def test_every_title_and_link_of_the_html_is_in_the_text_part(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    rendered = renderer.render(make_digest(papers[:6]), LINKS)
+    tags = Tags(rendered.html)
+    text_lines = {line.strip() for line in rendered.text.splitlines()}
+    hrefs = [unescape(href) for href in tags.hrefs()]
+    assert len(hrefs) > 6 * 3
+    assert LINKS.unsubscribe_https in hrefs and LINKS.private_feed in hrefs
+    assert LINKS.archive in hrefs
+    for href in hrefs:
+        assert href in text_lines
+    html_text = squash(" ".join(tags.text))
+    for paper in papers[:6]:
+        assert squash(paper.title) in html_text
+        assert squash(paper.title) in squash(rendered.text)
+
+
+def test_the_summary_is_whole_sentences_from_the_start_of_the_abstract(
+    papers: list[Paper],
+) -> None:
+    for paper in papers:
+        plain = dataclasses.replace(paper, ai_summary=None)
+        abstract = squash(paper.abstract)
+        cut = summary(plain)
+        assert abstract.startswith(cut)
+        assert len(cut) <= 400
+        if len(abstract) > 300:
+            assert cut.endswith((".", "!", "?")), cut
+            following = abstract[len(cut) :].strip()
+            assert following[:1].isupper() or following[:1].isdigit()
+            next_end = re.search(r"[.!?](?= |$)", following)
+            assert next_end is None or len(cut) + 1 + next_end.end() > 300
+
+
+def test_the_summary_does_not_stop_at_abbreviations() -> None:
+    abstract = (
+        "We evaluate methods, e.g. transformers and state space models, on long inputs. "
+        "Results improve by a wide margin across every benchmark we tried in the study. "
+    ) * 5
+    paper = Paper("x1", "T", abstract, dt.date(2026, 1, 5), "feed", "https://example.org/x")
+    cut = summary(paper)
+    assert len(cut) > 200
+    assert cut.endswith(("inputs.", "study."))
+
+
+def test_the_summary_prefers_the_ai_summary_and_falls_back_to_the_abstract(
+    papers: list[Paper],
+) -> None:
+    with_ai = next(p for p in papers if p.ai_summary)
+    assert summary(with_ai) == squash(with_ai.ai_summary or "")
+    assert summary(dataclasses.replace(with_ai, ai_summary="  ")).startswith(
+        squash(with_ai.abstract)[:40]
+    )
+
+
+def test_a_first_sentence_far_too_long_is_cut_at_a_word_with_an_ellipsis() -> None:
+    paper = Paper("x", "T", "word " * 500, dt.date(2026, 1, 5), "feed", "https://example.org")
+    cut = summary(paper)
+    assert cut.endswith("…") and len(cut) <= 300
+    assert cut[:-1].endswith("word")
+
+
+def test_css_is_inlined_when_the_renderer_is_built_and_never_per_message(
+    monkeypatch: pytest.MonkeyPatch, papers: list[Paper]
+) -> None:
+    calls: list[str] = []
+    real_inliner, real_fragment = css_inline.CSSInliner, css_inline.inline_fragment
+
+    def counting_inliner(*args: Any, **kwargs: Any) -> Any:
+        calls.append("document")
+        return real_inliner(*args, **kwargs)
+
+    def counting_fragment(*args: Any, **kwargs: Any) -> Any:
+        calls.append("fragment")
+        return real_fragment(*args, **kwargs)
+
+    monkeypatch.setattr(css_inline, "CSSInliner", counting_inliner)
+    monkeypatch.setattr(css_inline, "inline_fragment", counting_fragment)
+    monkeypatch.setattr(css_inline, "inline", counting_fragment)
+    renderer = Renderer(title="Trending papers")
+    assert "document" in calls and "fragment" in calls  # email.html.j2 and _paper.html.j2
+    calls.clear()
+    first = renderer.render(make_digest(papers[:3]), LINKS).html
+    renderer.render(make_digest(papers[3:6]), LINKS)
+    assert calls == []
+    cells = [attrs for tag, attrs in Tags(first).tags if attrs.get("class") == "paper-cell"]
+    assert len(cells) == 3 and all("padding" in attrs.get("style", "") for attrs in cells)
+    assert "<link" not in first
+
+
+def test_the_html_is_one_600px_column_with_a_hidden_preheader_first_and_dark_mode(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    html = renderer.render(make_digest(papers[:2]), LINKS).html
+    body = html[html.index("<body") :]
+    first_element = Tags(body[body.index(">") + 1 :]).tags[0]
+    assert first_element[0] == "div" and "display: none" in first_element[1]["style"]
+    preheader = body[: body.index("</div>")]
+    assert "2 papers on agent and diffusion" in preheader
+    assert "max-width: 600px" in html
+    assert "@media (prefers-color-scheme: dark)" in html
+    assert 'role="presentation"' in html
+    assert html.index('<meta charset="utf-8">') < 1024
+
+
+def test_the_header_and_footer_say_what_this_is_and_how_to_leave(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    who = subscriber(keywords=("state space model", "mamba", "linear attention", "moe"))
+    rendered = renderer.render(make_digest(papers[:4], who=who), LINKS)
+    html_text = squash(" ".join(Tags(rendered.html).text))
+    for part in (squash(rendered.text), html_text):
+        assert "Trending papers" in part
+        assert "Monday 5 January 2026" in part
+        assert "4 papers" in part
+        assert "state space model, mamba, linear attention and more" in part
+    assert "Unsubscribe" in html_text and "View in browser" in html_text
+    assert "Why: title: agent; abstract: diffusion" in html_text
+
+
+def test_authors_show_the_first_three_then_et_al(renderer: Renderer, papers: list[Paper]) -> None:
+    many = dataclasses.replace(papers[0], authors=("A One", "B Two", "C Three", "D Four"))
+    few = dataclasses.replace(papers[1], authors=("E Five", "F Six"))
+    text = renderer.render(make_digest([many, few]), LINKS).text
+    assert "A One, B Two, C Three et al." in text
+    assert "D Four" not in text
+    assert "E Five, F Six\n" in text
+
+
+def test_the_subject_counts_the_papers_and_names_the_commonest_matched_terms(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    matches = (
+        Match(papers[0], 3.0, ("title: quantization", "abstract: robots")),
+        Match(papers[1], 2.0, ("abstract: robots; title: llm",)),
+        Match(papers[2], 1.0, ("abstract: quantization, robots",)),
+    )
+    digest = Digest(subscriber(), "2026-01-05", dt.date(2026, 1, 5), matches)
+    assert (
+        renderer.render(digest, LINKS).subject == "3 papers on robots and quantization — Mon 5 Jan"
+    )
+    one = dataclasses.replace(digest, matches=matches[:1])
+    assert renderer.render(one, LINKS).subject == "1 paper on quantization and robots — Mon 5 Jan"
+
+
+def test_the_subject_falls_back_to_the_subscribers_keywords(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    digest = make_digest(papers[:2], reasons=(), who=subscriber(keywords=("mamba", "ssm", "x")))
+    assert renderer.render(digest, LINKS).subject == "2 papers on mamba and ssm — Mon 5 Jan"
+
+
+def test_an_empty_digest_says_nothing_matched(renderer: Renderer) -> None:
+    digest = Digest(subscriber(), "2026-01-05", dt.date(2026, 1, 5), ())
+    rendered = renderer.render(digest, LINKS)
+    assert rendered.subject == "No new papers on agent and diffusion — Mon 5 Jan"
+    assert "Nothing new matched" in rendered.text and "Nothing new matched" in rendered.html
+
+
+def test_a_weekly_digest_is_dated_by_its_week(renderer: Renderer, papers: list[Paper]) -> None:
+    digest = make_digest(papers[:2], key="2026-W02")
+    rendered = renderer.render(digest, LINKS)
+    assert rendered.subject.endswith("— week of 5 Jan")
+    assert "Week of Monday 5 January 2026" in rendered.text
+
+
+def test_clean_header_text_keeps_one_bounded_line() -> None:
+    assert clean_header_text("a\r\nb\tc\u2028d\u202ee  f") == "a b c d e f"
+    long = clean_header_text("word " * 100, limit=50)
+    assert len(long) <= 50 and long.endswith("…")
+    assert clean_header_text("x" * 200).endswith("…")
+
+
+def test_message_refuses_a_naive_date_and_a_header_breaking_unsubscribe_url(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    digest = make_digest(papers[:1])
+    rendered = renderer.render(digest, LINKS)
+    kwargs: dict[str, Any] = {
+        "sender": SENDER,
+        "message_id": "<a@b>",
+        "list_id": "digest.example.org",
+    }
+    with pytest.raises(DigestError, match="time zone"):
+        renderer.message(digest, rendered, LINKS, date=dt.datetime(2026, 1, 5), **kwargs)
+    bad = dataclasses.replace(LINKS, unsubscribe_https="https://x.test/u>\r\nBcc: y@z")
+    with pytest.raises(DigestError, match="List-Unsubscribe"):
+        renderer.message(digest, rendered, bad, date=SENT_AT, **kwargs)
+
+
+def test_user_templates_come_first_and_can_include_the_builtins(
+    tmp_path: Path, papers: list[Paper]
+) -> None:
+    (tmp_path / "email.txt.j2").write_text("CUSTOM {{ subject }}\n", "utf-8")
+    (tmp_path / "_paper.html.j2").write_text(
+        '<div class="mine">{% include "default:_paper.html.j2" %}</div>\n', "utf-8"
+    )
+    (tmp_path / "style.css").write_text(
+        (builtin_templates() / "style.css").read_text("utf-8") + ".mine { color: #123456; }\n",
+        "utf-8",
+    )
+    rendered = Renderer(title="T", templates=tmp_path).render(make_digest(papers[:2]), LINKS)
+    assert rendered.text == "CUSTOM 2 papers on agent and diffusion — Mon 5 Jan\n"
+    assert rendered.html.count('<div class="mine" style="color: #123456;">') == 2
+    assert rendered.html.count('class="paper-cell"') == 2
+
+
+def test_a_template_the_css_inliner_would_mangle_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "email.html.j2").write_text(
+        '<html><body><p class="why" style="{{ subject }}">x</p></body></html>\n', "utf-8"
+    )
+    with pytest.raises(DigestError, match=r"email\.html\.j2"):
+        Renderer(title="T", templates=tmp_path)
+
+
+def test_a_missing_templates_folder_is_a_readable_error(tmp_path: Path) -> None:
+    with pytest.raises(DigestError, match="does not exist"):
+        Renderer(title="T", templates=tmp_path / "nope")
+
+
+def test_no_builtin_template_marks_anything_safe() -> None:
+    for path in builtin_templates().iterdir():
+        assert "|safe" not in path.read_text("utf-8").replace(" ", ""), path.name
