@@ -71,7 +71,8 @@ class LockHeld(DigestError):
 class FetchError(DigestError):
     """An HTTP fetch failed after its retries. Sources wrap it into a `SourceError`."""
 
-    def __init__(self, url: str, problem: str) -> None:
+    def __init__(self, url: str, problem: str, *, status: int | None = None) -> None:
         super().__init__(f"{url}: {problem}")
         self.url = url
         self.problem = problem
+        self.status = status  # None: no HTTP answer at all (refused, timed out, reset)

@@ -45,10 +45,11 @@ class Response:
 class _Retryable(Exception):
     """One attempt failed in a way that may pass; `wait` is what the server asked for."""
 
-    def __init__(self, problem: str, wait: float | None = None) -> None:
+    def __init__(self, problem: str, wait: float | None = None, status: int | None = None) -> None:
         super().__init__(problem)
         self.problem = problem
         self.wait = wait
+        self.status = status
 
 
 class Fetcher:
@@ -114,13 +115,13 @@ class Fetcher:
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             raise FetchError(url, f"invalid URL ({exc})") from exc
 
-        problem = ""
+        problem, status = "", None
         for attempt in range(1, self.attempts + 1):
             log.debug("GET %s (attempt %d of %d)", full_url, attempt, self.attempts)
             try:
                 return self._attempt(full_url, ok_statuses)
             except _Retryable as failure:
-                problem = failure.problem
+                problem, status = failure.problem, failure.status
                 if attempt == self.attempts:
                     break
                 wait = failure.wait if failure.wait is not None else self._backoff(attempt)
@@ -133,7 +134,7 @@ class Fetcher:
                     self.attempts,
                 )
                 self._sleep(wait)
-        raise FetchError(full_url, f"{problem} after {self.attempts} attempts")
+        raise FetchError(full_url, f"{problem} after {self.attempts} attempts", status=status)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter, so many clients do not retry in step."""
@@ -174,15 +175,16 @@ class Fetcher:
         problem = f"HTTP {status} {_reason(response)}".rstrip()
         # 429 asks us to slow down; 5xx are the server's own trouble and often pass.
         if status != 429 and status < 500:
-            raise FetchError(url, problem)
+            raise FetchError(url, problem, status=status)
         wait = _retry_after(response.headers.get("retry-after"))
         if wait is not None and wait > self.max_wait:
             raise FetchError(
                 url,
                 f"{problem}; the server asks to wait {wait:.0f} s, "
                 f"more than the {self.max_wait:.0f} s limit",
+                status=status,
             )
-        raise _Retryable(problem, wait)
+        raise _Retryable(problem, wait, status)
 
     def _read_capped(self, url: str, response: httpx.Response) -> bytes:
         too_large = f"response larger than {self.max_bytes} bytes"

@@ -55,8 +55,6 @@ class Weights:
     saturation: float = 1.2
     # Longer abstracts mention more words in passing (BM25's b, abstract only).
     length_normalisation: float = 0.3
-    # The first sentence of an abstract usually names the field the paper is in.
-    lead: float = 0.0
     # The evidence a paper needs to be sent: about a rare keyword in the title, or a
     # common one several times in the abstract along with description words.
     threshold: float = 3.0
@@ -222,55 +220,6 @@ def _prune(counts: Counter[str]) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------
-# Author names
-
-_PARTICLES = frozenset(
-    ["da", "de", "del", "della", "der", "di", "dos", "du", "la", "le", "van", "von", "ten", "ter"]
-)
-_SUFFIXES = frozenset(["jr", "sr", "ii", "iii", "iv"])
-
-
-@dataclass(frozen=True)
-class NameKey:
-    """A person's name reduced to family name and given names, for lenient comparison."""
-
-    family: str
-    given: tuple[str, ...]
-
-
-def name_key(name: str) -> NameKey | None:
-    """ "Albert Gu", "A. Gu", "Gu, Albert" and "GU Albert" (with a comma) reduce alike."""
-    folded = fold(name).casefold().strip()
-    if "," in folded:
-        family_part, _, given_part = folded.partition(",")
-    else:
-        words = folded.split()
-        if not words:
-            return None
-        while len(words) > 1 and words[-1].strip(".") in _SUFFIXES:
-            words.pop()
-        family_part, given_part = words[-1], " ".join(words[:-1])
-    family = re.findall(r"[^\W_]+", family_part)
-    given = [w for w in re.findall(r"[^\W_]+", given_part) if w not in _PARTICLES]
-    if not family:
-        return None
-    return NameKey(family[-1], tuple(given))
-
-
-def same_person(wanted: NameKey, author: NameKey) -> bool:
-    """Family names equal; given names agree as far as both are written (initials count)."""
-    if wanted.family != author.family:
-        return False
-    for a, b in zip(wanted.given, author.given, strict=False):
-        if len(a) == 1 or len(b) == 1:
-            if a[0] != b[0]:
-                return False
-        elif a != b:
-            return False
-    return True
-
-
-# ---------------------------------------------------------------------------------------
 # Profiles
 
 
@@ -394,8 +343,6 @@ def _contributions(
             continue
         count = float(len(where))
         if name == "abstract":
-            toks = text.fields[name].tokens
-            count += weights.lead * sum(1 - i / len(toks) for i in where)
             length = len(text.fields[name].tokens) / AVERAGE_ABSTRACT_TOKENS
             b = weights.length_normalisation
             count /= 1 - b + b * length

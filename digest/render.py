@@ -423,6 +423,9 @@ def _loader(templates: Path | None) -> jinja2.BaseLoader:
 
 
 def _template_error(error: jinja2.TemplateError) -> DigestError:
+    """One readable line naming the template (and line) that failed."""
+    if isinstance(error, jinja2.TemplateNotFound):
+        return DigestError(f"template {error.name} not found (templates folder or built-ins)")
     where = getattr(error, "name", None) or getattr(error, "filename", None) or "template"
     line = getattr(error, "lineno", None)
     at = f"{where}, line {line}" if line else str(where)

@@ -41,8 +41,6 @@ _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 # Punctuation that ends a clause: a phrase never spans one ("video. Captioning" is no
 # "video captioning").
 _CLAUSE_END = re.compile(r"[.,;:!?()\[\]{}\"]")
-# A full stop, question or exclamation mark followed by a space ends a sentence.
-_SENTENCE_END = re.compile(r"[.!?]\s")
 # LaTeX commands left in abstracts (\emph{..}, \"U): the command names are not words.
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+|\\.")
 # Parts of a CamelCase or mixed-case name: "VideoICL" -> Video, ICL; "SmolVLMs" -> Smol, VLMs.
@@ -57,7 +55,6 @@ class Token:
     start: int
     end: int
     clause: int
-    sentence: int = 0
 
 
 def fold(text: str) -> str:
@@ -102,20 +99,18 @@ def tokens(text: str) -> list[Token]:
     """
     cleaned = _LATEX_COMMAND.sub(lambda m: " " * len(m.group()), text)
     result: list[Token] = []
-    clause = sentence = 0
+    clause = 0
     last_end = 0
     for match in _WORD.finditer(cleaned):
         if _CLAUSE_END.search(cleaned, last_end, match.start()):
             clause += 1
-            if _SENTENCE_END.search(cleaned, max(last_end, 0), match.start()):
-                sentence += 1
         last_end = match.end()
         for part, offset in _word_parts(match.group()):
             word = _normal_word(fold(part))
             if not word or word in STOP_WORDS:
                 continue
             start = match.start() + offset
-            result.append(Token(stem(word), start, start + len(part), clause, sentence))
+            result.append(Token(stem(word), start, start + len(part), clause))
     return result
 
 
@@ -160,3 +155,60 @@ def clauses(text: str) -> list[Clause]:
         )
         for group in groups.values()
     ]
+
+
+# Author names
+
+_PARTICLES = frozenset(
+    ["da", "de", "del", "della", "der", "di", "dos", "du", "la", "le", "van", "von", "ten", "ter"]
+)
+_SUFFIXES = frozenset(["jr", "sr", "ii", "iii", "iv"])
+_NAME_PART = re.compile(r"[^\W_]+")
+
+
+@dataclass(frozen=True)
+class Name:
+    """A person's name reduced to family name and given names, for lenient comparison."""
+
+    family: str
+    given: tuple[str, ...]
+
+
+def name(written: str) -> Name | None:
+    """ "Albert Gu", "A. Gu", "AG Gu", "Gu, Albert" and "José"/"Jose" reduce alike.
+
+    Without a comma the last word is the family name; with one, what precedes it is.
+    Given names written as capitals of up to three letters ("AG") are initials.
+    """
+    if "," in written:
+        family_part, _, given_part = written.partition(",")
+    else:
+        words = written.split()
+        while len(words) > 1 and words[-1].strip(".").casefold() in _SUFFIXES:
+            words.pop()
+        if not words:
+            return None
+        family_part, given_part = words[-1], " ".join(words[:-1])
+    family = _NAME_PART.findall(fold(family_part).casefold())
+    if not family:
+        return None
+    given: list[str] = []
+    for word in _NAME_PART.findall(fold(given_part)):
+        if word.isupper() and len(word) <= 3:
+            given.extend(word.casefold())
+        elif word.casefold() not in _PARTICLES:
+            given.append(word.casefold())
+    return Name(family[-1], tuple(given))
+
+
+def same_person(wanted: Name, author: Name) -> bool:
+    """Family names equal; given names agree as far as both are written (initials count)."""
+    if wanted.family != author.family:
+        return False
+    for a, b in zip(wanted.given, author.given, strict=False):
+        if len(a) == 1 or len(b) == 1:
+            if a[0] != b[0]:
+                return False
+        elif a != b:
+            return False
+    return True

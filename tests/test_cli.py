@@ -49,7 +49,7 @@ def test_a_broken_subscriber_file_stops_run_and_check_before_anything_is_fetched
         )
         path = factory.write()
         for command in ("run", "check"):
-            code, out, err = run_cli(capsys, command, "--config", str(path))
+            code, _, err = run_cli(capsys, command, "--config", str(path))
             assert code == 2
             assert err.count("\n") == 1, err
             assert "broken.toml" in err and "max_papers" in err and "line 2" in err
@@ -60,7 +60,7 @@ def test_an_unreachable_source_exits_1_with_one_line_naming_source_and_url(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = ConfigFactory(tmp_path, f"http://127.0.0.1:{free_port()}").write()
-    code, out, err = run_cli(capsys, "run", "--config", str(path), "--date", "2026-01-06")
+    code, _, err = run_cli(capsys, "run", "--config", str(path), "--date", "2026-01-06")
     assert code == 1
     assert err.count("\n") == 1, err
     assert "huggingface" in err and "/api/daily_papers?date=2026-01-06" in err
@@ -72,7 +72,7 @@ def test_a_second_run_while_one_holds_the_lock_exits_75(
 ) -> None:
     config = make_config()
     with run_lock(config.data_dir):
-        code, out, err = run_cli(capsys, "run", "--config", str(config.path))
+        code, _, err = run_cli(capsys, "run", "--config", str(config.path))
     assert code == 75
     assert f"pid {os.getpid()}" in err
 
@@ -80,7 +80,7 @@ def test_a_second_run_while_one_holds_the_lock_exits_75(
 def test_a_missing_configuration_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_cli(capsys, "check", "--config", str(tmp_path / "nope.toml"))
+    code, _, err = run_cli(capsys, "check", "--config", str(tmp_path / "nope.toml"))
     assert code == 2 and "nope.toml" in err
 
 
@@ -88,7 +88,7 @@ def test_check_reports_a_valid_configuration(
     make_config: Callable[..., Config], capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config()
-    code, out, err = run_cli(capsys, "check", "--config", str(config.path))
+    code, out, _ = run_cli(capsys, "check", "--config", str(config.path))
     assert code == 0 and "3 subscribers" in out
 
 

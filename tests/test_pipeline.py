@@ -12,6 +12,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from conftest import ConfigFactory
 from helpers import MONTH, free_port, maildir_messages
 
 from digest.config import Config
@@ -62,10 +63,14 @@ def month_titles() -> dict[str, str]:
     return titles
 
 
-@pytest.fixture
-def month(make_config: Callable[..., Config]) -> Config:
-    """A configuration after replaying every weekday of January 2026 in date order."""
-    config = make_config()
+@pytest.fixture(scope="module")
+def month(tmp_path_factory: pytest.TempPathFactory, month_server: str) -> Config:
+    """A configuration after replaying every weekday of January 2026 in date order.
+
+    Shared by the tests of this module: none of them may change what it holds (the rerun
+    test asserts exactly that).
+    """
+    config = ConfigFactory(tmp_path_factory.mktemp("month"), month_server).load()
     for day in MONTH_DAYS:
         run(config, today=day)
     return config

@@ -520,6 +520,16 @@ def test_a_missing_templates_folder_is_a_readable_error(tmp_path: Path) -> None:
         Renderer(title="T", templates=tmp_path / "nope")
 
 
+def test_a_template_error_names_the_template_and_line(tmp_path: Path, papers: list[Paper]) -> None:
+    (tmp_path / "email.txt.j2").write_text("fine\n{% if %}\n", "utf-8")
+    with pytest.raises(DigestError, match=r"email\.txt\.j2, line 2"):
+        Renderer(title="T", templates=tmp_path)
+    (tmp_path / "email.txt.j2").write_text("{{ no_such_value }}\n", "utf-8")
+    renderer = Renderer(title="T", templates=tmp_path)
+    with pytest.raises(DigestError, match="no_such_value"):
+        renderer.render(make_digest(papers[:1]), LINKS)
+
+
 def test_no_builtin_template_marks_anything_safe() -> None:
     for path in builtin_templates().iterdir():
         assert "|safe" not in path.read_text("utf-8").replace(" ", ""), path.name

@@ -82,7 +82,11 @@ def fetch_day(
     base = source.base_url.rstrip("/")
     try:
         return _fetch_api(fetcher, base, day, page_size)
-    except (FetchError, SourceError) as exc:
+    except FetchError as exc:
+        if exc.status is None:  # the host did not answer: its HTML page will not either
+            raise SourceError(source.name, exc.url, exc.problem) from exc
+        api_url, api_problem = exc.url, exc.problem
+    except SourceError as exc:
         api_url, api_problem = exc.url, exc.problem
     page_url = f"{base}/papers/date/{day.isoformat()}"
     log.warning("%s: %s: %s; trying %s", source.name, api_url, api_problem, page_url)
