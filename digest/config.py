@@ -12,15 +12,10 @@ the program only ever sees absolute paths.
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import datetime as dt
-import difflib
 import ipaddress
 import re
-import tomllib
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -31,6 +26,8 @@ from urllib.parse import urlsplit
 from digest.errors import ConfigError
 from digest.ids import is_arxiv_id, strip_version
 from digest.models import Interests, Subscriber
+from digest.tomlfile import MISSING, Table, did_you_mean, read_table, with_hint
+from digest.tomlfile import dotted as dotted  # re-exported: it used to live here
 
 SOURCE_KINDS = ("huggingface", "arxiv", "feed")
 TRANSPORTS = ("smtp", "maildir")
@@ -103,348 +100,6 @@ class Config:
         return dt.datetime.now(zoneinfo.ZoneInfo(self.timezone)).date()
 
 
-# ------------------------------------------------------------------ where keys are written
-
-KeyPath = tuple[str | int, ...]
-
-_BLANK = re.compile(r"(?:[ \t\r\n]|#[^\n]*)*")
-_SPACE = re.compile(r"[ \t]*")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_SCALAR = re.compile(r"[^,\]}\n#]*")
-
-
-def dotted(path: KeyPath) -> str:
-    """("sources", 2, "kind") → "sources[2].kind"."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
-    return out
-
-
-class _Lines:
-    """The line each key (and table header) is written on.
-
-    tomllib gives no positions, so this re-scans text that tomllib already accepted; it
-    therefore only has to follow valid TOML: headers, dotted keys, strings of all four
-    kinds, arrays and inline tables (whose items get paths too: "sources[0].kind").
-    """
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-        self.found: dict[KeyPath, int] = {}
-        self.arrays: dict[KeyPath, int] = {}
-        self.newlines = [i for i, c in enumerate(text) if c == "\n"]
-        # Lines are a courtesy: on a surprise keep those found rather than hide the real error.
-        with contextlib.suppress(IndexError, ValueError, AssertionError):
-            self._scan()
-
-    def near(self, path: KeyPath) -> int | None:
-        """The line of `path`, else of the closest enclosing table that is written."""
-        for end in range(len(path), 0, -1):
-            if path[:end] in self.found:
-                return self.found[path[:end]]
-        return None
-
-    def _line(self) -> int:
-        return bisect.bisect_left(self.newlines, self.pos) + 1
-
-    def _mark(self, path: KeyPath, line: int) -> None:
-        for end in range(1, len(path) + 1):
-            self.found.setdefault(path[:end], line)
-
-    def _skip(self, pattern: re.Pattern[str]) -> None:
-        found = pattern.match(self.text, self.pos)
-        self.pos = found.end() if found else self.pos
-
-    def _scan(self) -> None:
-        table: KeyPath = ()
-        while True:
-            self._skip(_BLANK)
-            if self.pos >= len(self.text):
-                return
-            line = self._line()
-            if self.text.startswith("[[", self.pos):
-                self.pos += 2
-                names = self._key()
-                array = (*self._resolve(names[:-1]), names[-1])
-                self.arrays[array] = self.arrays.get(array, -1) + 1
-                table = (*array, self.arrays[array])
-                self.pos = self.text.index("]]", self.pos) + 2
-            elif self.text.startswith("[", self.pos):
-                self.pos += 1
-                table = self._resolve(self._key())
-                self.pos = self.text.index("]", self.pos) + 1
-            else:
-                self._pair(table, line)
-                continue
-            self._mark(table, line)
-
-    def _resolve(self, names: tuple[str, ...]) -> KeyPath:
-        """Header names → path, stepping into the latest item of each array of tables."""
-        out: list[str | int] = []
-        for name in names:
-            out.append(name)
-            if tuple(out) in self.arrays:
-                out.append(self.arrays[tuple(out)])
-        return tuple(out)
-
-    def _pair(self, table: KeyPath, line: int) -> None:
-        path = (*table, *self._key())
-        self._mark(path, line)
-        self.pos = self.text.index("=", self.pos) + 1
-        self._skip(_SPACE)
-        self._value(path)
-
-    def _key(self) -> tuple[str, ...]:
-        parts: list[str] = []
-        while True:
-            self._skip(_SPACE)
-            char = self.text[self.pos]
-            if char == '"':
-                parts.append(self._basic_string())
-            elif char == "'":
-                end = self.text.index("'", self.pos + 1)
-                parts.append(self.text[self.pos + 1 : end])
-                self.pos = end + 1
-            else:
-                found = _BARE_KEY.match(self.text, self.pos)
-                assert found is not None
-                parts.append(found.group())
-                self.pos = found.end()
-            self._skip(_SPACE)
-            if not self.text.startswith(".", self.pos):
-                return tuple(parts)
-            self.pos += 1
-
-    def _basic_string(self) -> str:
-        start, end = self.pos, self.pos + 1
-        while self.text[end] != '"':
-            end += 2 if self.text[end] == "\\" else 1
-        self.pos = end + 1
-        value = tomllib.loads("k = " + self.text[start : end + 1])["k"]
-        assert isinstance(value, str)
-        return value
-
-    def _value(self, path: KeyPath) -> None:
-        text, start = self.text, self.pos
-        quotes = text[start : start + 3]
-        if quotes in ('"""', "'''"):
-            end = text.index(quotes, start + 3)
-            while quotes == '"""' and _escaped(text, end):
-                end = text.index(quotes, end + 1)
-            # up to two quotes may sit right before the closing three ('''a'''' ends in a ')
-            for _ in range(2):
-                end += text.startswith(quotes[0], end + 3)
-            self.pos = end + 3
-        elif text[start] == '"':
-            self._basic_string()
-        elif text[start] == "'":
-            self.pos = text.index("'", start + 1) + 1
-        elif text[start] in "[{":
-            self._container(path, closing="]" if text[start] == "[" else "}")
-        else:
-            found = _SCALAR.match(text, start)
-            self.pos = found.end() if found else start
-
-    def _container(self, path: KeyPath, closing: str) -> None:
-        self.pos += 1
-        index = 0
-        while True:
-            self._skip(_BLANK)
-            char = self.text[self.pos]
-            if char == closing:
-                self.pos += 1
-                return
-            if char == ",":
-                self.pos += 1
-            elif closing == "]":
-                self._mark((*path, index), self._line())
-                self._value((*path, index))
-                index += 1
-            else:
-                self._pair(path, self._line())
-
-
-def _escaped(text: str, at: int) -> bool:
-    backslashes = len(text[:at]) - len(text[:at].rstrip("\\"))
-    return backslashes % 2 == 1
-
-
-# ------------------------------------------------------------------ typed reading
-
-_MISSING = object()
-
-
-class _File:
-    """One parsed TOML file plus what is needed to point at a key in it."""
-
-    def __init__(self, path: Path, missing: str = "no such file") -> None:
-        self.path = path
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise ConfigError(path, missing) from None
-        except IsADirectoryError:
-            raise ConfigError(path, "is a folder, not a TOML file") from None
-        except OSError as exc:
-            raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from None
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise ConfigError(path, "not UTF-8 text", line=line) from None
-        try:
-            self.data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            message, line = _split_decode_error(str(exc), text)
-            raise ConfigError(path, f"not valid TOML: {message}", line=line) from None
-        self.lines = _Lines(text)
-
-    def error(self, key: KeyPath, message: str, *, missing: bool = False) -> ConfigError:
-        """A `ConfigError` at `key`; for a missing key, at the table that should hold it."""
-        line = self.lines.near(key[:-1] if missing else key)
-        return ConfigError(self.path, message, key=dotted(key) or None, line=line)
-
-
-def _split_decode_error(message: str, text: str) -> tuple[str, int]:
-    found = re.search(r"\s*\(at line (\d+), column \d+\)$", message)
-    if found:
-        return message[: found.start()], int(found.group(1))
-    found = re.search(r"\s*\(at end of document\)$", message)
-    if found:
-        return message[: found.start()] + " (at the end of the file)", len(text.splitlines()) or 1
-    return message, 1
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    names = {float: "a float", str: "a string", list: "an array", dict: "a table"}
-    names |= {dt.datetime: "a date-time", dt.date: "a date", dt.time: "a time"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else ""
-
-
-def _with_hint(message: str, hint: str) -> str:
-    return f"{message}; {hint}" if hint else message
-
-
-def _has_control(text: str, allowed: str = "\t") -> bool:
-    return any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in text)
-
-
-class _Table:
-    """Typed access to one TOML table, turning every surprise into a `ConfigError`."""
-
-    def __init__(self, file: _File, data: Mapping[str, object], at: KeyPath) -> None:
-        self.file = file
-        self.data = data
-        self.at = at
-
-    def error(self, *key: str | int, message: str, missing: bool = False) -> ConfigError:
-        return self.file.error((*self.at, *key), message, missing=missing)
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def check_keys(self, allowed: Iterable[str], hints: Mapping[str, str] | None = None) -> None:
-        """Refuse keys the schema does not know, suggesting the nearest known one."""
-        allowed = tuple(allowed)
-        where = f"[{dotted(self.at)}]" if self.at else "this file"
-        for key in self.data:
-            if key not in allowed:
-                hint = (hints or {}).get(key) or _did_you_mean(key, allowed)
-                raise self.error(key, message=_with_hint(f"unknown key '{key}' in {where}", hint))
-
-    def _get(
-        self, key: str, check: Callable[[object], bool], expected: str, default: object
-    ) -> object:
-        value = self.data.get(key, _MISSING)
-        if value is _MISSING:
-            if default is _MISSING:
-                raise self.error(key, message=f"missing required key '{key}'", missing=True)
-            return default
-        if not check(value):
-            raise self.error(key, message=f"expected {expected}, got {_describe(value)}")
-        return value
-
-    def string(self, key: str, default: object = _MISSING, *, multiline: bool = False) -> str:
-        value = self._get(key, lambda v: isinstance(v, str), "a string", default)
-        assert isinstance(value, str)
-        if _has_control(value, "\t\r\n" if multiline else "\t"):
-            raise self.error(key, message="must not contain line breaks or control characters")
-        return value
-
-    def integer(self, key: str, default: int, low: int, high: int | None = None) -> int:
-        def check(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        value = self._get(key, check, "an integer", default)
-        assert isinstance(value, int)
-        if value < low or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise self.error(key, message=f"must be {bounds}, got {value}")
-        return value
-
-    def number(self, key: str, default: float) -> float:
-        def check(v: object) -> bool:
-            return isinstance(v, int | float) and not isinstance(v, bool)
-
-        value = self._get(key, check, "a number", default)
-        assert isinstance(value, int | float)
-        return float(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self._get(key, lambda v: isinstance(v, bool), "true or false", default)
-        assert isinstance(value, bool)
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: object = _MISSING) -> str:
-        value = self.string(key, default)
-        if value not in choices:
-            message = f'"{value}" is not one of ' + ", ".join(f'"{c}"' for c in choices)
-            raise self.error(key, message=_with_hint(message, _did_you_mean(value, choices)))
-        return value
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        """An array of non-blank strings, each stripped."""
-        value = self._get(key, lambda v: isinstance(v, list), "an array of strings", [])
-        assert isinstance(value, list)
-        result: list[str] = []
-        for index, item in enumerate(value):
-            if not isinstance(item, str):
-                raise self.error(key, index, message=f"expected a string, got {_describe(item)}")
-            if not item.strip():
-                raise self.error(key, index, message="empty entry")
-            if _has_control(item):
-                raise self.error(key, index, message="contains a line break or control character")
-            result.append(item.strip())
-        return tuple(result)
-
-    def table(self, key: str, *, required: bool = False) -> _Table:
-        """The sub-table `key`; an empty one when it is absent and optional."""
-        default: object = _MISSING if required else {}
-        value = self._get(key, lambda v: isinstance(v, dict), "a table", default)
-        assert isinstance(value, dict)
-        return _Table(self.file, value, (*self.at, key))
-
-    def tables(self, key: str) -> list[_Table] | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            expected = f"an array of tables ([[{key}]])"
-            raise self.error(key, message=f"expected {expected}, got {_describe(value)}")
-        return [_Table(self.file, item, (*self.at, key, i)) for i, item in enumerate(value)]
-
-
 # ------------------------------------------------------------------ value checks
 
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
@@ -479,15 +134,21 @@ def address_problem(address: str) -> str | None:
     return None if parsed.addr_spec == address else usage
 
 
-def _email(table: _Table, key: str) -> str:
-    value = table.string(key).strip()
-    problem = address_problem(value)
-    if problem:
-        raise table.error(key, message=problem)
+def _nonblank(table: Table, key: str, default: object = MISSING) -> str:
+    """The string at `key`, stripped; a blank one is refused rather than taken as unset."""
+    value = table.string(key, default).strip()
+    if not value:
+        raise table.error(key, message="must not be empty")
     return value
 
 
-def _sender(table: _Table) -> str:
+def _check_address(table: Table, key: str, address: str) -> None:
+    problem = address_problem(address)
+    if problem:
+        raise table.error(key, message=problem)
+
+
+def _sender(table: Table) -> str:
     """`Name <addr>` or a bare address, returned in a form safe for a From header."""
     value = table.string("sender", "digest <digest@localhost>").strip()
     found = re.fullmatch(r"(.*?)\s*<([^<>]*)>", value)
@@ -496,13 +157,11 @@ def _sender(table: _Table) -> str:
         name = unquote(name)
     if "<" in name or ">" in name or (not found and " " in value):
         raise table.error("sender", message='expected "Name <address@example.org>" or an address')
-    problem = address_problem(address)
-    if problem:
-        raise table.error("sender", message=problem)
+    _check_address(table, "sender", address)
     return str(Address(display_name=name, addr_spec=address)) if name else address
 
 
-def _http_url(table: _Table, key: str, default: object = _MISSING) -> str:
+def _http_url(table: Table, key: str, default: object = MISSING) -> str:
     value = table.string(key, default).strip()
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -521,18 +180,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _timezone(table: _Table) -> str:
+def _timezone(table: Table) -> str:
     value = table.string("timezone", "UTC").strip()
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         message = f'unknown time zone "{value}" (use an IANA name such as "Europe/Berlin")'
-        hint = _did_you_mean(value, zoneinfo.available_timezones())
-        raise table.error("timezone", message=_with_hint(message, hint)) from None
+        hint = did_you_mean(value, zoneinfo.available_timezones())
+        raise table.error("timezone", message=with_hint(message, hint)) from None
     return value
 
 
-def _database(table: _Table, base: Path) -> str:
+def _database(table: Table, base: Path) -> str:
     """The SQLAlchemy URL, with a relative SQLite file made absolute ("sqlite:////abs")."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -552,14 +211,11 @@ def _database(table: _Table, base: Path) -> str:
     return url.set(database=absolute).render_as_string(hide_password=False)
 
 
-def _path(table: _Table, key: str, base: Path, default: object = _MISSING) -> Path:
-    value = table.string(key, default).strip()
-    if not value:
-        raise table.error(key, message="must not be empty")
-    return (base / Path(value).expanduser()).resolve()
+def _path(table: Table, key: str, base: Path, default: object = MISSING) -> Path:
+    return (base / Path(_nonblank(table, key, default)).expanduser()).resolve()
 
 
-def _folder_that_exists(table: _Table, key: str, base: Path, default: object) -> Path:
+def _folder_that_exists(table: Table, key: str, base: Path, default: object = MISSING) -> Path:
     folder = _path(table, key, base, default)
     if not folder.is_dir():
         raise table.error(key, message=f"folder {folder} does not exist")
@@ -586,17 +242,18 @@ def load_subscriber(path: Path) -> Subscriber:
     return _subscriber(Path(path))[0]
 
 
-def _subscriber(path: Path) -> tuple[Subscriber, _File]:
-    file = _File(path)
+def _subscriber(path: Path) -> tuple[Subscriber, Table]:
+    """The subscriber and its file's top table, which `load_subscribers` reports against."""
+    top = read_table(path)
     if not _SLUG.match(path.stem):
         message = "the file name becomes the feed address: use letters, digits, '.', '-', '_'"
         raise ConfigError(path, message)
-    top = _Table(file, file.data, ())
     misplaced = {
         k: f"did you mean 'interests.{k}'? (put it under [interests])" for k in _INTEREST_KEYS
     }
     top.check_keys(_SUBSCRIBER_KEYS, misplaced)
-    email = _email(top, "email")
+    email = top.string("email").strip()
+    _check_address(top, "email", email)
     frequency = top.choice("frequency", FREQUENCIES, "daily")
     weekday = top.choice("weekday", WEEKDAYS, "mon")
     if top.has("weekday") and frequency != "weekly":
@@ -613,10 +270,10 @@ def _subscriber(path: Path) -> tuple[Subscriber, _File]:
         send_empty=top.boolean("send_empty", False),
         path=path,
     )
-    return subscriber, file
+    return subscriber, top
 
 
-def _interests(table: _Table) -> Interests:
+def _interests(table: Table) -> Interests:
     above = "belongs above [interests]: TOML puts every key after a [table] line into that table"
     table.check_keys(_INTEREST_KEYS, {k: f"'{k}' {above}" for k in _SUBSCRIBER_KEYS})
     description = table.string("description", "", multiline=True).strip()
@@ -647,11 +304,11 @@ def load_subscribers(folder: Path) -> tuple[Subscriber, ...]:
     subscribers: list[Subscriber] = []
     owners: dict[str, Path] = {}
     for path in sorted(p for p in folder.glob("*.toml") if not p.name.startswith(".")):
-        subscriber, file = _subscriber(path)
+        subscriber, top = _subscriber(path)
         first = owners.setdefault(subscriber.email.lower(), path)
         if first != path:
             message = f"{subscriber.email} is already the email of {first}"
-            raise file.error(("email",), message)
+            raise top.error("email", message=message)
         subscribers.append(subscriber)
     return tuple(subscribers)
 
@@ -693,20 +350,17 @@ _PASSWORD_HINT = (
 def load_config(path: Path) -> Config:
     """`digest.toml` and every subscriber file in its `subscribers` folder, validated."""
     path = Path(path).expanduser().resolve()
-    file = _File(path, missing="no such file; create one or pass --config")
+    top = read_table(path, missing="no such file; create one or pass --config")
     base = path.parent
-    top = _Table(file, file.data, ())
     misplaced = {k: f"did you mean 'digest.{k}'? (put it under [digest])" for k in _DIGEST_KEYS}
     top.check_keys(_TOP_KEYS, misplaced)
     settings = top.table("digest")
     settings.check_keys(_DIGEST_KEYS, {"cron": "did you mean 'schedule.cron'? (under [schedule])"})
-    title = settings.string("title", "Trending papers").strip()
-    if not title:
-        raise settings.error("title", message="must not be empty")
+    title = _nonblank(settings, "title", "Trending papers")
     timezone = _timezone(settings)
     templates = None
     if settings.has("templates"):
-        templates = _folder_that_exists(settings, "templates", base, _MISSING)
+        templates = _folder_that_exists(settings, "templates", base)
     subscribers_dir = _folder_that_exists(settings, "subscribers", base, "subscribers")
     return Config(
         path=path,
@@ -725,7 +379,7 @@ def load_config(path: Path) -> Config:
     )
 
 
-def _sources(top: _Table) -> tuple[SourceConfig, ...]:
+def _sources(top: Table) -> tuple[SourceConfig, ...]:
     tables = top.tables("sources")
     if tables is None:
         return (SourceConfig(kind="huggingface", name="huggingface"),)
@@ -750,10 +404,8 @@ def _sources(top: _Table) -> tuple[SourceConfig, ...]:
     return tuple(sources)
 
 
-def _source(table: _Table, kind: str) -> SourceConfig:
-    name = table.string("name").strip() if table.has("name") else ""
-    if table.has("name") and not name:
-        raise table.error("name", message="must not be empty")
+def _source(table: Table, kind: str) -> SourceConfig:
+    name = _nonblank(table, "name") if table.has("name") else ""
     if kind == "feed":
         url = _http_url(table, "url")
         return SourceConfig(kind=kind, name=name or url, base_url="", url=url)
@@ -772,15 +424,13 @@ def _source(table: _Table, kind: str) -> SourceConfig:
     return SourceConfig(kind=kind, name=name, base_url=base_url, categories=categories)
 
 
-def _delivery(table: _Table, base: Path) -> DeliveryConfig:
+def _delivery(table: Table, base: Path) -> DeliveryConfig:
     table.check_keys(_DELIVERY_KEYS, {"password": _PASSWORD_HINT})
     transport = table.choice("transport", TRANSPORTS, "maildir")
     if transport == "smtp" and not table.has("host"):
         message = 'transport "smtp" needs the mail server: host = "smtp.example.org"'
         raise table.error("host", message=message, missing=True)
-    host = table.string("host", "localhost").strip()
-    if not host:
-        raise table.error("host", message="must not be empty")
+    host = _nonblank(table, "host", "localhost")
     security = table.choice("security", SECURITIES, "starttls")
     if security == "none" and not _is_loopback(host):
         message = (
@@ -817,7 +467,7 @@ def _delivery(table: _Table, base: Path) -> DeliveryConfig:
     )
 
 
-def _schedule(top: _Table, timezone: str) -> ScheduleConfig | None:
+def _schedule(top: Table, timezone: str) -> ScheduleConfig | None:
     if not top.has("schedule"):
         return None
     from apscheduler.triggers.cron import CronTrigger

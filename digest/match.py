@@ -1,16 +1,17 @@
 """Scoring papers against a subscriber's interests, with reasons a reader can check.
 
-A subscriber's `[interests]` compile once into a `Profile`: a small mapping of terms (stemmed
-words and phrases) to weights. A weight says how much the subscriber asked for the term
-(a keyword counts more than a word of the free-text description, a word of a liked paper
-less) times how rare the term is among the papers in the store (IDF), so "transformer" in
-a corpus of transformer papers says little and "captioning" says a lot. A paper's score
-sums, over the profile's terms it contains, that weight times a saturating count of where
-the term occurs (the title counts several times the abstract). A fixed threshold keeps
-weak matches out, so a quiet day sends fewer papers or none.
+A subscriber's `[interests]` compile once into a `Profile`: a small mapping of terms
+(stemmed words and phrases, see `digest.text`) to weights. A weight is how much the
+subscriber asked for the term (a keyword more than a word of the free-text description)
+times how rare the term is among the papers in the store (IDF): "galaxy" in a store of
+astronomy papers says little, "kilonova" says a lot. A paper's score adds up, for
+each profile term it contains, that weight times the evidence: a mention in the title, and
+a saturating count of mentions in the abstract (BM25-style, corrected for the abstract's
+length). A fixed threshold keeps weak matches out, so a quiet day sends fewer papers or
+none. Authors and liked papers add to the score; `exclude` vetoes.
 
-A paper's text is analysed once (`analyse`), independently of any subscriber, so the
-pipeline can share that work across subscribers.
+A paper's text is analysed once (`analyse`), independently of any subscriber, so a run
+can share that work across its subscribers (`select(..., analysed=...)`).
 """
 
 from __future__ import annotations
@@ -25,67 +26,83 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from digest.config import load_subscriber
 from digest.errors import ConfigError, UsageError
 from digest.models import Interests, Match, Paper, Subscriber
-from digest.text import Clause, Token, clauses, fold, phrases, tokens
+from digest.text import (
+    Clause,
+    Name,
+    Token,
+    acronyms,
+    clauses,
+    name,
+    phrases,
+    same_person,
+    tokens,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Weights:
-    """The matcher's few numbers. None of them knows a topic; they were set on the dev
-    corpus and checked profile by profile (benchmarks/relevance.py --tune)."""
+    """The matcher's few numbers. None of them knows a topic; they were chosen on the dev
+    corpus and checked profile by profile (`benchmarks/relevance.py --tune`)."""
 
-    # How much each source of interest weighs: a keyword is the subscriber naming a topic,
-    # a description word is context.
+    # How much each way of asking weighs. A keyword names a topic. A short clause of the
+    # description ("…: weak lensing, rotation curves") names one too, less deliberately. A word of
+    # descriptive prose only gives context.
     keyword: float = 1.0
-    description: float = 0.2
-    # A short clause of the description ("early exit, pruning") names a topic like a keyword.
-    description_item: float = 0.5
-    # The words of a multi-word keyword or item on their own, as a share of its weight
-    # ("grounding" for "temporal grounding").
-    part: float = 0.0
-    # Where a term occurs: a title states what the paper is about, an abstract also
-    # mentions what it is not about; ai_keywords (Hugging Face) sit in between.
-    title: float = 3.0
-    keywords_field: float = 2.0
-    abstract: float = 1.0
-    # BM25's saturation: the third mention of a word adds less than the first.
-    saturation: float = 1.2
-    # Longer abstracts mention more words in passing (BM25's b, abstract only).
-    length_normalisation: float = 0.3
-    # The evidence a paper needs to be sent: about a rare keyword in the title, or a
-    # common one several times in the abstract along with description words.
-    threshold: float = 3.0
-    # Liked papers: their most distinctive terms, weighing `liked_budget` together, so a
-    # paper sharing most of them passes alone; "like <id>" is named from this share of
-    # the threshold on.
-    liked_terms: int = 20
-    liked_budget: float = 6.0
+    description_item: float = 0.4
+    description: float = 0.1
+    # Each word of a multi-word keyword or item on its own, as a share of the item's
+    # weight: "lensing" alone is a weak sign of "weak lensing".
+    part: float = 0.35
+    # A mention in the title counts as much as one in the abstract; as a title has a
+    # tenth of the words, that already makes each title word weigh more.
+    title: float = 1.0
+    # ai_keywords (Hugging Face) summarise the paper like a title, but are many, and
+    # generic ones among them.
+    ai_keywords: float = 0.5
+    # BM25's k1 and b for the abstract: the third mention adds less than the first, and a
+    # long abstract mentions more words in passing.
+    saturation: float = 3.0
+    length_normalisation: float = 0.6
+    # The evidence a paper needs: a rare keyword (IDF about 5, in one paper of 150) in
+    # the title and once in the abstract, or in the abstract alone three times, or a
+    # common one along with other terms.
+    threshold: float = 8.5
+    # A liked paper's most distinctive terms, weighing `liked_budget` thresholds
+    # together (what the liked paper itself would score): a paper sharing half of that
+    # passes on it alone. It is named as a reason ("like 2312.00752") when it brings at
+    # least `like_reason_share` of the threshold.
+    liked_terms: int = 25
+    liked_budget: float = 2.0
     like_reason_share: float = 0.25
-    # An author match alone is enough: following a person means wanting their papers.
-    author: float = 6.0
-
-    def field(self, name: str) -> float:
-        return {"title": self.title, "keywords": self.keywords_field}.get(name, self.abstract)
+    # An author match alone, in thresholds: following a person means wanting their papers.
+    author: float = 2.0
 
 
 WEIGHTS = Weights()
-AVERAGE_ABSTRACT_TOKENS = 120.0
-# IDF prior: before a corpus is seen every term is as rare as one document in
-# PRIOR_DOCUMENTS; the corpus pulls the estimate towards its own counts as it grows.
-PRIOR_DOCUMENTS = 50.0
+# An abstract's length is measured against the store's average, and against this many
+# content words while the store is empty.
+DEFAULT_ABSTRACT_LENGTH = 120.0
+# IDF prior: before a store has papers, every term is taken to occur in PRIOR_RATE of
+# them; the store's own counts take over as it grows past PRIOR_DOCUMENTS papers.
+PRIOR_DOCUMENTS = 10.0
 PRIOR_RATE = 0.01
-# Phrases are counted in the corpus up to this length; longer ones are estimated.
+# Phrases are counted in the store up to this length; longer ones are estimated.
 MAX_COUNTED_PHRASE = 2
-MAX_REASON_TERMS = 3
-# A description clause of at most this many words is an item of a list, not prose.
+# A description clause of at most this many words is a list item, not prose.
 ITEM_WORDS = 3
-# A match worth less than this share of the paper's strongest is not worth naming.
+# Reasons name at most this many matches per field, each worth at least REASON_SHARE of
+# the field's strongest one and REASON_FLOOR of the threshold.
+MAX_REASON_TERMS = 3
 REASON_SHARE = 0.2
+REASON_FLOOR = 0.1
 
 FIELDS = ("title", "keywords", "abstract")
+_WORDS = re.compile(r"[^\W_]+")
 
 
 # ---------------------------------------------------------------------------------------
@@ -108,24 +125,29 @@ class FieldText:
             where.setdefault(tok.stem, []).append(i)
         return cls(text, toks, {k: tuple(v) for k, v in where.items()})
 
-    def find(self, words: Sequence[str]) -> list[int]:
-        """Where the phrase `words` starts: consecutive content words in one clause."""
+    def find(self, words: Sequence[str], acronym: str | None = None) -> list[tuple[int, int]]:
+        """Where the phrase `words` occurs, as (first token, tokens): consecutive content
+        words in one clause, or its `acronym` (except where it is being defined)."""
         found = []
         for i in self.positions.get(words[0], ()):
-            end = i + len(words)
-            if end > len(self.tokens):
+            if i + len(words) > len(self.tokens):
                 break
             clause = self.tokens[i].clause
             if all(
                 self.tokens[i + k].stem == w and self.tokens[i + k].clause == clause
                 for k, w in enumerate(words)
             ):
-                found.append(i)
+                found.append((i, len(words)))
+        if acronym is not None:
+            defined = {i + n for i, n in found}
+            found += [(i, 1) for i in self.positions.get(acronym, ()) if i not in defined]
+            found.sort()
         return found
 
     def surface(self, start: int, length: int) -> str:
-        """The phrase as the paper wrote it."""
-        return self.text[self.tokens[start].start : self.tokens[start + length - 1].end]
+        """The phrase as the paper wrote it (line breaks and runs of spaces as one space)."""
+        written = self.text[self.tokens[start].start : self.tokens[start + length - 1].end]
+        return " ".join(written.split())
 
 
 @dataclass(frozen=True)
@@ -134,26 +156,37 @@ class PaperText:
 
     paper: Paper
     fields: Mapping[str, FieldText]
-    authors: tuple[tuple[str, NameKey], ...]
+    authors: tuple[tuple[str, Name], ...]
+    # Long forms the paper abbreviates (stems → acronym stem), from its title and abstract.
+    acronyms: Mapping[str, str] = field(default_factory=dict)
 
-    def terms(self, max_len: int, fields: Sequence[str] = FIELDS) -> set[str]:
-        """Every word and phrase of up to `max_len` words in these fields."""
+    def find(self, name: str, words: Sequence[str]) -> list[tuple[int, int]]:
+        """Where the phrase `words` occurs in field `name`, by its acronym too."""
+        return self.fields[name].find(words, self.acronyms.get(" ".join(words)))
+
+    def terms(self, max_len: int) -> set[str]:
+        """Every word and phrase of up to `max_len` words in the paper."""
         found: set[str] = set()
-        for name in fields:
-            toks = list(self.fields[name].tokens)
-            found.update(term for term, _, _ in phrases(toks, max_len))
+        for text in self.fields.values():
+            found.update(term for term, _, _ in phrases(list(text.tokens), max_len))
         return found
 
 
 def analyse(paper: Paper) -> PaperText:
+    fields = {
+        "title": FieldText.of(paper.title),
+        # One clause per keyword, so no phrase runs from one keyword into the next.
+        "keywords": FieldText.of(". ".join(paper.ai_keywords)),
+        "abstract": FieldText.of(paper.abstract),
+    }
+    defined: dict[str, str] = {}
+    for f in ("title", "abstract"):
+        defined.update(acronyms(fields[f].text, list(fields[f].tokens)))
     return PaperText(
         paper=paper,
-        fields={
-            "title": FieldText.of(paper.title),
-            "keywords": FieldText.of(". ".join(paper.ai_keywords)),
-            "abstract": FieldText.of(paper.abstract),
-        },
-        authors=tuple((name, key) for name in paper.authors if (key := name_key(name))),
+        fields=fields,
+        authors=tuple((written, n) for written in paper.authors if (n := name(written))),
+        acronyms=defined,
     )
 
 
@@ -163,72 +196,52 @@ def analyse(paper: Paper) -> PaperText:
 
 @dataclass(frozen=True)
 class CorpusStats:
-    """Document frequencies of stemmed terms (and phrases) over a set of papers.
-
-    Counted twice: in whole papers, and in titles alone. A word common in abstracts can be
-    rare in titles ("efficient" is said in passing by many abstracts, put in the title by
-    the papers about efficiency), so a title match is weighed by how rare it is in titles.
-    """
+    """Document frequencies of stemmed terms (and phrases) over a set of papers."""
 
     documents: int = 0
     frequencies: Mapping[str, int] = field(default_factory=dict)
-    title_frequencies: Mapping[str, int] = field(default_factory=dict)
+    abstract_length: float = DEFAULT_ABSTRACT_LENGTH
 
     @classmethod
     def from_papers(cls, papers: Iterable[Paper]) -> CorpusStats:
-        counts: Counter[str] = Counter()
-        title_counts: Counter[str] = Counter()
-        seen: set[str] = set()
-        for paper in papers:
-            if paper.id in seen:
-                continue
-            seen.add(paper.id)
-            text = analyse(paper)
-            counts.update(text.terms(MAX_COUNTED_PHRASE))
-            title_counts.update(text.terms(MAX_COUNTED_PHRASE, ("title",)))
-        return cls(len(seen), _prune(counts), _prune(title_counts))
+        return cls.from_analysed(analyse(p) for p in papers)
 
-    def frequency(self, term: str, *, in_titles: bool = False) -> float:
-        table = self.title_frequencies if in_titles else self.frequencies
+    @classmethod
+    def from_analysed(cls, texts: Iterable[PaperText]) -> CorpusStats:
+        """`from_papers` on papers analysed beforehand (the first of each id counts)."""
+        counts: Counter[str] = Counter()
+        seen: set[str] = set()
+        words = 0
+        for text in texts:
+            if text.paper.id in seen:
+                continue
+            seen.add(text.paper.id)
+            counts.update(text.terms(MAX_COUNTED_PHRASE))
+            words += len(text.fields["abstract"].tokens)
+        # A phrase seen once says little more than one never seen; keeping only repeated
+        # phrases keeps the table small for a store of many thousand papers.
+        kept = {t: n for t, n in counts.items() if n > 1 or " " not in t}
+        length = words / len(seen) if words else DEFAULT_ABSTRACT_LENGTH
+        return cls(len(seen), kept, length)
+
+    def frequency(self, term: str) -> int:
+        """In how many papers `term` occurs (for long phrases: at most how many)."""
         words = term.split()
         if len(words) <= MAX_COUNTED_PHRASE:
-            return table.get(term, 0)
-        # A longer phrase occurs at most as often as its rarest counted part.
+            return self.frequencies.get(term, 0)
         return min(
-            table.get(" ".join(words[i : i + MAX_COUNTED_PHRASE]), 0)
+            self.frequencies.get(" ".join(words[i : i + MAX_COUNTED_PHRASE]), 0)
             for i in range(len(words) - MAX_COUNTED_PHRASE + 1)
         )
 
     def idf(self, term: str) -> float:
-        """log(1 / share of papers holding `term`), smoothed by a prior of
-        PRIOR_DOCUMENTS papers, PRIOR_RATE of which hold it."""
-        return self._idf(self.frequency(term))
-
-    def title_idf(self, term: str) -> float:
-        """`idf` counted over titles only."""
-        return self._idf(self.frequency(term, in_titles=True))
-
-    def _idf(self, frequency: float) -> float:
-        held = frequency + PRIOR_DOCUMENTS * PRIOR_RATE
+        """log(1 / share of papers holding `term`), the share smoothed by the prior."""
+        held = self.frequency(term) + PRIOR_DOCUMENTS * PRIOR_RATE
         return math.log((self.documents + PRIOR_DOCUMENTS) / held)
-
-
-def _prune(counts: Counter[str]) -> dict[str, int]:
-    """Drop phrases seen once: a count of one says little more than none, and keeping
-    only repeated phrases keeps the table small for a store of many thousand papers."""
-    return {t: n for t, n in counts.items() if n > 1 or " " not in t}
 
 
 # ---------------------------------------------------------------------------------------
 # Profiles
-
-
-@dataclass(frozen=True)
-class TermWeight:
-    """What finding a term is worth: in the abstract (or ai_keywords), and in the title."""
-
-    body: float
-    title: float
 
 
 @dataclass(frozen=True)
@@ -239,11 +252,12 @@ class Profile:
     holds, per liked paper id, the terms that make that paper distinctive.
     """
 
-    terms: Mapping[str, TermWeight]
+    terms: Mapping[str, float]
     exclude: tuple[str, ...] = ()
-    authors: tuple[tuple[str, NameKey], ...] = ()
-    liked: Mapping[str, Mapping[str, TermWeight]] = field(default_factory=dict)
+    authors: tuple[Name, ...] = ()
+    liked: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     weights: Weights = WEIGHTS
+    abstract_length: float = DEFAULT_ABSTRACT_LENGTH
 
     @property
     def threshold(self) -> float:
@@ -256,16 +270,19 @@ def compile_profile(
     liked_papers: Sequence[Paper] = (),
     weights: Weights = WEIGHTS,
 ) -> Profile:
-    """Compile `[interests]` into a `Profile`; ValueError if they ask for nothing."""
+    """Compile `[interests]` into a `Profile`.
+
+    Raises ValueError when the interests give nothing to match on: no keyword or
+    description word, no author and no liked paper.
+    """
     asked: dict[str, float] = {}
 
     def add(term: str, weight: float) -> None:
-        if weight > 0:
-            asked[term] = asked.get(term, 0.0) + weight
+        asked[term] = asked.get(term, 0.0) + weight
 
     def add_item(stems: Sequence[str], weight: float) -> None:
         add(" ".join(stems), weight)
-        if len(stems) > 1:
+        if len(stems) > 1 and weights.part:
             for word in stems:
                 add(word, weights.part * weight)
 
@@ -280,20 +297,19 @@ def compile_profile(
             add(word, weights.description)
         for term in _joined_phrases(clause):
             add(term, weights.description)
-    exclude = tuple(" ".join(c.stems) for e in interests.exclude for c in clauses(e))
-    authors = tuple((name, key) for name in interests.authors if (key := name_key(name)))
+    authors = tuple(n for written in interests.authors if (n := name(written)))
     if not asked and not authors and not interests.liked:
         raise ValueError(
-            "interests name nothing to match: give keywords, a description, authors or liked"
+            "interests give nothing to match: add keywords, a description, authors or liked"
         )
     wanted = set(interests.liked)
-    liked = {p.id: _distinctive(analyse(p), stats, weights) for p in liked_papers if p.id in wanted}
     return Profile(
-        terms={t: _weigh(t, w, stats, weights) for t, w in asked.items()},
-        exclude=exclude,
+        terms={term: weight * stats.idf(term) for term, weight in asked.items()},
+        exclude=tuple(" ".join(c.stems) for e in interests.exclude for c in clauses(e)),
         authors=authors,
-        liked=liked,
+        liked={p.id: _distinctive(p, stats, weights) for p in liked_papers if p.id in wanted},
         weights=weights,
+        abstract_length=stats.abstract_length,
     )
 
 
@@ -307,22 +323,27 @@ def _joined_phrases(clause: Clause) -> Iterator[str]:
             yield " ".join(stems[i : j + 1])
 
 
-def _weigh(term: str, asked: float, stats: CorpusStats, weights: Weights) -> TermWeight:
-    return TermWeight(
-        body=asked * stats.idf(term), title=asked * weights.title * stats.title_idf(term)
-    )
+def _distinctive(paper: Paper, stats: CorpusStats, weights: Weights) -> dict[str, float]:
+    """The terms that set a liked paper apart (tf-idf), weighing `liked_budget` together.
 
-
-def _distinctive(text: PaperText, stats: CorpusStats, weights: Weights) -> dict[str, TermWeight]:
-    """The terms that set a liked paper apart, weighing `liked_budget` together."""
+    Terms found in no other paper of the store (the paper's own coinages) are left out:
+    they cannot make another paper look similar.
+    """
+    text = analyse(paper)
+    profile = Profile({}, weights=weights, abstract_length=stats.abstract_length)
     strength = {}
     for term in text.terms(MAX_COUNTED_PHRASE):
-        strength[term] = _strength(text, term.split(), _weigh(term, 1.0, stats, weights), weights)
+        if stats.documents > 1 and stats.frequency(term) < 2:
+            continue
+        idf = stats.idf(term)
+        strength[term] = sum(v for v, _ in _contributions(profile, text, term.split(), idf))
     top = sorted(strength.items(), key=lambda kv: (-kv[1], kv[0]))[: weights.liked_terms]
-    total = sum(w for _, w in top)
+    total = sum(s for _, s in top)
     if not total:
         return {}
-    return {t: _weigh(t, weights.liked_budget * w / total, stats, weights) for t, w in top}
+    # Scaled so that the liked paper itself would score the budget.
+    budget = weights.liked_budget * weights.threshold
+    return {t: budget * stats.idf(t) / total for t, _ in top}
 
 
 # ---------------------------------------------------------------------------------------
@@ -330,34 +351,26 @@ def _distinctive(text: PaperText, stats: CorpusStats, weights: Weights) -> dict[
 
 
 def _contributions(
-    text: PaperText, words: Sequence[str], weight: TermWeight, weights: Weights
-) -> dict[str, tuple[float, int]]:
-    """What the term adds in each field where it occurs, and where it first occurs there."""
-    found: dict[str, tuple[float, int]] = {}
-    title = text.fields["title"].find(words)
+    profile: Profile, text: PaperText, words: Sequence[str], weight: float
+) -> Iterator[tuple[float, tuple[str, tuple[int, int]]]]:
+    """What a term of this weight adds, field by field, and where it first occurs there."""
+    w = profile.weights
+    title = text.find("title", words)
     if title:
-        found["title"] = (weight.title, title[0])
-    for name, field_weight in (("keywords", weights.keywords_field), ("abstract", 1.0)):
-        where = text.fields[name].find(words)
-        if not where:
-            continue
-        count = float(len(where))
-        if name == "abstract":
-            length = len(text.fields[name].tokens) / AVERAGE_ABSTRACT_TOKENS
-            b = weights.length_normalisation
-            count /= 1 - b + b * length
-        k = weights.saturation
-        saturated = count * (k + 1) / (count + k)
-        found[name] = (field_weight * weights.abstract * weight.body * saturated, where[0])
-    return found
-
-
-def _strength(text: PaperText, words: Sequence[str], weight: TermWeight, weights: Weights) -> float:
-    return sum(v for v, _ in _contributions(text, words, weight, weights).values())
+        yield w.title * weight, ("title", title[0])
+    keywords = text.find("keywords", words)
+    if keywords:
+        yield w.ai_keywords * weight, ("keywords", keywords[0])
+    found = text.find("abstract", words)
+    if found:
+        b, k = w.length_normalisation, w.saturation
+        length = len(text.fields["abstract"].tokens) / profile.abstract_length
+        count = len(found) / (1 - b + b * length)
+        yield weight * count * (k + 1) / (count + k), ("abstract", found[0])
 
 
 def score(profile: Profile, paper: Paper) -> tuple[float, tuple[str, ...]]:
-    """The paper's score for this profile and the reasons behind it."""
+    """The paper's score for this profile, and the reasons for it (none when vetoed)."""
     return score_text(profile, analyse(paper))
 
 
@@ -365,54 +378,63 @@ def score_text(profile: Profile, text: PaperText) -> tuple[float, tuple[str, ...
     """`score` on a paper analysed beforehand (one analysis serves every subscriber)."""
     for term in profile.exclude:
         words = term.split()
-        if any(text.fields[name].find(words) for name in FIELDS):
+        if any(text.find(f, words) for f in FIELDS):
             return 0.0, ()
-    weights = profile.weights
     total = 0.0
-    shown: dict[str, list[tuple[float, int, int]]] = {name: [] for name in FIELDS}
+    found: dict[str, list[tuple[float, int, int]]] = {f: [] for f in FIELDS}
     for term, weight in profile.terms.items():
-        words = term.split()
-        for name, (value, start) in _contributions(text, words, weight, weights).items():
+        for value, (where, (start, length)) in _contributions(profile, text, term.split(), weight):
             total += value
-            shown[name].append((value, start, len(words)))
-    strongest = max((v for found in shown.values() for v, _, _ in found), default=0.0)
-    reasons = [
-        r
-        for name in FIELDS
-        if (r := _field_reason(text.fields[name], name, shown[name], strongest))
-    ]
-    for name, key in text.authors:
-        if any(same_person(wanted, key) for _, wanted in profile.authors):
-            total += weights.author
-            reasons.append(f"author: {name}")
+            found[where].append((value, start, length))
+    floor = REASON_FLOOR * profile.threshold
+    reasons = [r for f in FIELDS if (r := _field_reason(text.fields[f], f, found[f], floor))]
+    for written, author in text.authors:
+        if any(same_person(wanted, author) for wanted in profile.authors):
+            total += profile.weights.author * profile.threshold
+            reasons.append(f"author: {written}")
     likes = []
-    for liked_id, liked_terms in profile.liked.items():
-        part = sum(_strength(text, t.split(), w, weights) for t, w in liked_terms.items())
+    for liked_id, terms in sorted(profile.liked.items()):
+        part = sum(
+            v for t, w in terms.items() for v, _ in _contributions(profile, text, t.split(), w)
+        )
         total += part
         likes.append((part, liked_id))
-    for part, liked_id in sorted(likes, reverse=True):
-        if part >= weights.like_reason_share * profile.threshold:
-            reasons.append(f"like {liked_id}")
-    if not reasons and likes and total > 0:
-        reasons.append(f"like {max(likes)[1]}")
+    likes.sort(key=lambda like: -like[0])
+    floor = profile.weights.like_reason_share * profile.threshold
+    reasons += [f"like {liked_id}" for part, liked_id in likes if part >= floor]
+    if not reasons and total > 0:
+        # Many small matches made the score: name the strongest of them.
+        best = max(FIELDS, key=lambda f: max((v for v, _, _ in found[f]), default=0.0))
+        strongest = max((v for v, _, _ in found[best]), default=0.0)
+        if likes and likes[0][0] > strongest:
+            reasons.append(f"like {likes[0][1]}")
+        elif reason := _field_reason(text.fields[best], best, found[best], 0.0):
+            reasons.append(reason)
     return total, tuple(reasons)
 
 
 def _field_reason(
-    text: FieldText, name: str, found: list[tuple[float, int, int]], strongest: float
+    text: FieldText, where: str, found: list[tuple[float, int, int]], floor: float
 ) -> str | None:
-    """ "title: video captioning, grounding": the strongest matches, none overlapping."""
+    """ "title: Weak Lensing, halos": the field's strongest matches, as written, none
+    overlapping another, none worth less than `floor`."""
+    strongest = max((v for v, _, _ in found), default=0.0)
     chosen: list[tuple[int, int]] = []
-    for value, start, length in sorted(found, key=lambda x: (-x[0], x[1], -x[2])):
-        if value < REASON_SHARE * strongest:
+    for value, start, length in sorted(found, key=lambda m: (-m[0], m[1], -m[2])):
+        if value < max(REASON_SHARE * strongest, floor) or len(chosen) == MAX_REASON_TERMS:
             break
-        if any(start < s + n and s < start + length for s, n in chosen):
-            continue
-        chosen.append((start, length))
-        if len(chosen) == MAX_REASON_TERMS:
-            break
+        if not any(start < s + n and s < start + length for s, n in chosen):
+            chosen.append((start, length))
     surfaces = list(dict.fromkeys(text.surface(s, n) for s, n in sorted(chosen)))
-    return f"{name}: {', '.join(surfaces)}" if surfaces else None
+    # "halos" says nothing more beside "dark matter halos" found elsewhere in the field.
+    shown = [a for a in surfaces if not any(_within(a, b) for b in surfaces if b != a)]
+    return f"{where}: {', '.join(shown)}" if shown else None
+
+
+def _within(short: str, long: str) -> bool:
+    """Whether the words of `short` appear in a row in `long`, whatever the case."""
+    words = " ".join(_WORDS.findall(short.casefold()))
+    return f" {words} " in f" {' '.join(_WORDS.findall(long.casefold()))} "
 
 
 def select(
@@ -424,11 +446,11 @@ def select(
     analysed: Mapping[str, PaperText] | None = None,
     weights: Weights = WEIGHTS,
 ) -> list[Match]:
-    """The papers this subscriber gets, best first, with reasons.
+    """The papers this subscriber gets, best first, each with its reasons.
 
-    Papers below `min_upvotes` or the threshold are dropped; ties go to the paper with
-    more upvotes, then the smaller id; at most `max_papers`. `analysed` (paper id →
-    `analyse(paper)`) lets a caller analyse a day's papers once for all subscribers.
+    Papers below `min_upvotes` or the threshold are dropped; ties go to the paper with more
+    upvotes, then the smaller id; at most `max_papers`. `analysed` (paper id →
+    `analyse(paper)`) lets a run analyse a day's papers once for all its subscribers.
     """
     try:
         profile = compile_profile(subscriber.interests, stats, liked_papers, weights)
@@ -436,14 +458,17 @@ def select(
         raise ConfigError(subscriber.path or subscriber.slug, str(exc), key="interests") from exc
     matches = []
     for paper in papers:
-        if paper.upvotes < subscriber.min_upvotes:
+        # A liked paper has been read: it widens the profile but is not sent again.
+        if paper.upvotes < subscriber.min_upvotes or paper.id in subscriber.interests.liked:
             continue
-        cached = analysed.get(paper.id) if analysed is not None else None
-        text = cached if cached is not None and cached.paper == paper else analyse(paper)
+        text = analysed.get(paper.id) if analysed is not None else None
+        if text is None or text.paper != paper:
+            text = analyse(paper)
         value, reasons = score_text(profile, text)
         if value >= profile.threshold and reasons:
             matches.append(Match(paper, value, reasons))
     matches.sort(key=lambda m: (-m.score, -m.paper.upvotes, m.paper.id))
+    log.debug("%s: %d of %d papers selected", subscriber.slug, len(matches), len(papers))
     return matches[: max(subscriber.max_papers, 0)]
 
 
@@ -452,7 +477,7 @@ def select(
 
 
 def read_papers_jsonl(path: Path) -> list[Paper]:
-    """Papers from JSONL lines of {"id","title","abstract"} (+ "authors", "upvotes")."""
+    """Papers from JSON lines of {"id", "title", "abstract"} (+ "authors", "upvotes")."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -494,13 +519,16 @@ def _paper_from_json(item: object, where: str) -> Paper:
 
 
 def rank_file(profile_path: Path, papers_path: Path) -> list[dict[str, object]]:
-    """What `digest rank` prints: the digest this subscriber file would get from these papers."""
-    from digest.config import load_subscriber
+    """What `digest rank` prints: the papers this subscriber file would get, best first.
 
+    The papers themselves are the store: IDF comes from them, and liked ids among them
+    widen the profile.
+    """
     subscriber = load_subscriber(profile_path)
     papers = read_papers_jsonl(papers_path)
+    liked_ids = set(subscriber.interests.liked)
+    liked = [p for p in papers if p.id in liked_ids]
     stats = CorpusStats.from_papers(papers)
-    liked = [p for p in papers if p.id in set(subscriber.interests.liked)]
     return [
         {"id": m.paper.id, "score": round(m.score, 4), "reasons": list(m.reasons)}
         for m in select(subscriber, papers, stats, liked)

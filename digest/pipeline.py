@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from digest import feeds
 from digest.config import Config
 from digest.deliver import DeliveryReport, drain_outbox, open_transport
 from digest.errors import SourceError
+from digest.feeds import public_feeds, subscriber_feed, write_atomic
 from digest.fetch import Fetcher
 from digest.lock import run_lock
 from digest.match import CorpusStats, select
@@ -265,21 +265,21 @@ def write_feeds(config: Config, store: Store, secret: bytes, changed: set[str]) 
         if latest
         else []
     )
-    atom, rss = feeds.public_feeds(recent, title=config.title, base_url=config.base_url)
-    feeds.write_atomic(output / "feeds" / "papers.atom", atom)
-    feeds.write_atomic(output / "feeds" / "papers.rss", rss)
+    atom, rss = public_feeds(recent, title=config.title, base_url=config.base_url)
+    write_atomic(output / "feeds" / "papers.atom", atom)
+    write_atomic(output / "feeds" / "papers.rss", rss)
     for subscriber in config.subscribers:
         path = private_feed_path(secret, subscriber.email)
         if subscriber.email not in changed and (output / path).exists():
             continue
         digests = delivered_digests(store, subscriber)
-        data = feeds.subscriber_feed(
+        data = subscriber_feed(
             digests,
             title=f"{config.title} for {subscriber.name or subscriber.email}",
             base_url=config.base_url,
             feed_path=path,
         )
-        feeds.write_atomic(output / path, data)
+        write_atomic(output / path, data)
 
 
 def delivered_digests(store: Store, subscriber: Subscriber) -> list[Digest]:

@@ -4,7 +4,7 @@ Paper text comes from the web and is treated as hostile. Every string is cleaned
 and bidi-override characters and bounded in length before it reaches a template or a header
 (`PaperView` holds only cleaned values), only http(s) URLs become links, and the HTML
 environment autoescapes. The stylesheet is inlined into the HTML templates once, when the
-`Renderer` loads them, so rendering a message is plain Jinja.
+`Renderer` loads them (see `digest.inline`), so rendering a message is plain Jinja.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import re
 import textwrap
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import css_inline
 import jinja2
 
 import digest as _package
 from digest.errors import DigestError
 from digest.ids import is_arxiv_id
+from digest.inline import InliningLoader, is_html
 from digest.models import Digest, Link, Paper
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ _ABBREVIATIONS = frozenset(
     ]
 )
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?= )")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NAMES = (
     *("January", "February", "March", "April", "May", "June", "July", "August"),
     *("September", "October", "November", "December"),
@@ -99,7 +98,7 @@ def safe_url(url: str | None) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     return url
 
@@ -209,12 +208,12 @@ def _paper_links(paper: Paper) -> tuple[Link, ...]:
             links.append(Link("Code", paper.github_repo))
         if paper.project_page:
             links.append(Link("Project page", paper.project_page))
-    kept: list[Link] = []
+    kept: dict[str, Link] = {}  # by URL: the first label wins
     for link in links:
         url = safe_url(link.url)
-        if url and url not in {k.url for k in kept}:
-            kept.append(Link(truncate(clean_text(link.label), 40) or "Link", url))
-    return tuple(kept[:MAX_LINKS])
+        if url and url not in kept:
+            kept[url] = Link(truncate(clean_text(link.label), 40) or "Link", url)
+    return tuple(kept.values())[:MAX_LINKS]
 
 
 def paper_view(number: int, paper: Paper, reasons: Sequence[str]) -> PaperView:
@@ -272,7 +271,7 @@ def _and(words: Sequence[str]) -> str:
 
 def _short_date(digest: Digest) -> str:
     day = digest.date
-    text = f"{day.day} {_MONTHS[day.month - 1]}"
+    text = f"{day.day} {_MONTH_NAMES[day.month - 1][:3]}"
     return f"week of {text}" if "W" in digest.key else f"{_DAYS[day.weekday()][:3]} {text}"
 
 
@@ -326,88 +325,6 @@ def builtin_templates() -> Path:
     return inside if inside.is_dir() else package.parent / "templates"
 
 
-# Jinja tags are hidden from the HTML parser of the CSS inliner and put back afterwards.
-_JINJA_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", re.DOTALL)
-_MARK = "xjinjatag"
-_MARKED = re.compile(rf"<!--{_MARK}(\d+)-->|{_MARK}(\d+)x")
-
-
-def _in_markup(protected: str) -> bool:
-    """True when the text so far ends inside a tag, or in <title>, <style> or <textarea>,
-    where an HTML comment would not survive the parser as a comment."""
-    lower = protected.lower()
-    if lower.rfind("<") > lower.rfind(">"):
-        return True
-    return any(lower.rfind(f"<{n}") > lower.rfind(f"</{n}") for n in ("title", "style", "textarea"))
-
-
-def inline_css(source: str, css: str, name: str) -> str:
-    """The template source with `css` inlined into style="" attributes (@media rules kept).
-
-    Jinja tags are hidden from the HTML parser as comments (or plain words inside a tag),
-    which no HTML rule moves; a tag the inliner rewrites anyway (one inside a style=""
-    attribute, say) is refused with an error naming the template.
-    """
-    if _MARK in source:
-        raise DigestError(f"template {name}: contains the reserved word {_MARK!r}")
-    tags: list[str] = []
-    protected = ""
-    position = 0
-    for found in _JINJA_TAG.finditer(source):
-        protected += source[position : found.start()]
-        n = len(tags)
-        # Comments stay where they are even between table rows; inside a tag, <title> or
-        # <style> a plain word does.
-        protected += f"{_MARK}{n}x" if _in_markup(protected) else f"<!--{_MARK}{n}-->"
-        tags.append(found.group())
-        position = found.end()
-    protected += source[position:]
-    options: dict[str, Any] = {"keep_at_rules": True, "load_remote_stylesheets": False}
-    try:
-        if re.search(r"<html[\s>]", protected, re.IGNORECASE):
-            inlined = css_inline.CSSInliner(extra_css=css, **options).inline(protected)
-        else:
-            inlined = css_inline.inline_fragment(protected, css, **options)
-    except (ValueError, css_inline.InlineError) as error:
-        raise DigestError(f"template {name}: cannot inline the CSS: {error}") from error
-    order = [int(m.group(1) or m.group(2)) for m in _MARKED.finditer(inlined)]
-    if order != list(range(len(tags))):
-        raise DigestError(
-            f"template {name}: the CSS inliner moved or rewrote a Jinja tag "
-            "(one inside a style attribute?); move it out"
-        )
-    return _MARKED.sub(lambda m: tags[int(m.group(1) or m.group(2))], _style_last(inlined))
-
-
-def _style_last(document: str) -> str:
-    """Move the kept @media block from the top of <head> (where the inliner puts it) to its
-    end, so <meta charset> stays within the first 1024 bytes for browsers."""
-    found = re.match(r"(.*?<head>)(<style>.*?</style>)(.*?)(</head>)", document, re.DOTALL)
-    if not found:
-        return document
-    start, style, rest, close = found.groups()
-    return start + rest.lstrip("\n") + style + "\n" + close + document[found.end() :]
-
-
-class _InliningLoader(jinja2.BaseLoader):
-    """Hands out HTML templates with the stylesheet already inlined."""
-
-    def __init__(self, inner: jinja2.BaseLoader, css: str) -> None:
-        self.inner = inner
-        self.css = css
-
-    def get_source(
-        self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
-        source, filename, uptodate = self.inner.get_source(environment, template)
-        if template.endswith((".html.j2", ".html")):
-            source = inline_css(source, self.css, template)
-        return source, filename, uptodate
-
-    def list_templates(self) -> list[str]:
-        return self.inner.list_templates()
-
-
 def _loader(templates: Path | None) -> jinja2.BaseLoader:
     """User folder first, then the built-ins, which stay reachable as "default:NAME"."""
     builtin = builtin_templates()
@@ -451,14 +368,13 @@ class Renderer:
         try:
             css = loader.get_source(jinja2.Environment(), "style.css")[0]
             self.html_env = jinja2.Environment(
-                loader=_InliningLoader(loader, css), autoescape=True, **options
+                loader=InliningLoader(loader, css), autoescape=True, **options
             )
             self.text_env = jinja2.Environment(loader=loader, autoescape=False, **options)
             self.text_env.filters["wrap"] = wrap
             # Every HTML template (partials too) is loaded and inlined now, not mid-run.
-            for name in loader.list_templates():
-                if name.endswith((".html.j2", ".html")):
-                    self.html_env.get_template(name)
+            for name in filter(is_html, loader.list_templates()):
+                self.html_env.get_template(name)
             self.html_template = self.html_env.get_template(self.HTML)
             self.text_template = self.text_env.get_template(self.TEXT)
         except jinja2.TemplateError as error:
@@ -515,7 +431,7 @@ class Renderer:
         """The message, ready for `policy=SMTP` serialisation. Both parts are
         quoted-printable, so the message is 7-bit clean and a relay never re-encodes it
         (which would break a DKIM signature)."""
-        if date.tzinfo is None or date.utcoffset() is None:
+        if date.utcoffset() is None:
             raise DigestError("the date of a message needs a time zone")
         unsubscribe = _header_url(links.unsubscribe_https, ("https://", "http://"))
         mailto = _header_url(links.unsubscribe_mailto, ("mailto:",))
@@ -535,8 +451,6 @@ class Renderer:
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(rendered.text, charset="utf-8", cte="quoted-printable")
         msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
-        if "MIME-Version" not in msg:
-            msg["MIME-Version"] = "1.0"
         return msg
 
 

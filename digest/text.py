@@ -1,9 +1,9 @@
 """Turning titles, abstracts and interests into comparable terms.
 
-A *term* is a stemmed word ("caption") or a phrase of consecutive stemmed words joined by
-one space ("video caption"). Papers and profiles go through the same analysis, so a
-keyword written "vision-language-action", "Vision Language Action" or "vision and
-language action" meets the same words in a paper. The rules are about English text in
+A *term* is a stemmed word ("galaxi") or a phrase of consecutive stemmed words joined by
+one space ("dwarf galaxi"). Papers and profiles go through the same analysis, so a
+keyword written "radio-frequency interference", "Radio Frequency Interference" or "radio
+and frequency interference" meets the same words in a paper. The rules are about English text in
 general (hyphens, acronyms, CamelCase names, plurals, stop words), never about any topic.
 """
 
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import NamedTuple
 
 import Stemmer
 
@@ -36,19 +38,18 @@ _STEMMER = Stemmer.Stemmer("english")
 
 # A word is a run of letters and digits; apostrophes inside English words ("don't") are
 # kept so the stop word list sees them. Everything else separates words, hyphens and
-# slashes included, so "vision-language" is two consecutive words.
+# slashes included, so "star-forming" is two consecutive words.
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
-# Punctuation that ends a clause: a phrase never spans one ("video. Captioning" is no
-# "video captioning").
+# Punctuation that ends a clause: a phrase never spans one ("dark. Matter" is no
+# "dark matter").
 _CLAUSE_END = re.compile(r"[.,;:!?()\[\]{}\"]")
 # LaTeX commands left in abstracts (\emph{..}, \"U): the command names are not words.
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+|\\.")
-# Parts of a CamelCase or mixed-case name: "VideoICL" -> Video, ICL; "SmolVLMs" -> Smol, VLMs.
+# Parts of a CamelCase or mixed-case name: "GalaxyZoo" -> Galaxy, Zoo; "SkyAGNs" -> Sky, AGNs.
 _CAMEL_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z]{2,})|[A-Z]+s(?![a-z])|[A-Z][a-z]+|[a-z]+|[A-Z]+|\d+")
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """One content word of a text: its stem, where it stands and which clause it is in."""
 
     stem: str
@@ -59,6 +60,8 @@ class Token:
 
 def fold(text: str) -> str:
     """Strip accents and ligatures so "José", "Jose" and "JOSÉ" compare equal once cased."""
+    if text.isascii():
+        return text
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
@@ -70,8 +73,8 @@ def stem(word: str) -> str:
 def _word_parts(word: str) -> list[tuple[str, int]]:
     """Split a mixed-case name into its words, with their offsets inside `word`.
 
-    Only when every part is a real word or acronym (two characters or more): "LLaMA" or
-    "CLoVe" would fall apart into noise, so they stay whole.
+    Only when every part is a real word or acronym (two characters or more): "CoRoT" or
+    "eROSITA" would fall apart into noise, so they stay whole.
     """
     if word.islower() or word.isupper() or word.isdigit() or not word.isascii():
         return [(word, 0)]
@@ -84,7 +87,7 @@ def _word_parts(word: str) -> list[tuple[str, int]]:
 
 
 def _normal_word(word: str) -> str:
-    """Lower-case one word, reading an upper-case acronym plural ("VLAs") as the acronym."""
+    """Lower-case one word, reading an upper-case acronym plural ("AGNs") as the acronym."""
     if len(word) > 2 and word.endswith("s") and word[:-1].isupper():
         word = word[:-1]
     return word.lower()
@@ -98,7 +101,8 @@ def tokens(text: str) -> list[Token]:
     folded one at a time.
     """
     cleaned = _LATEX_COMMAND.sub(lambda m: " " * len(m.group()), text)
-    result: list[Token] = []
+    words: list[str] = []
+    places: list[tuple[int, int, int]] = []
     clause = 0
     last_end = 0
     for match in _WORD.finditer(cleaned):
@@ -107,11 +111,12 @@ def tokens(text: str) -> list[Token]:
         last_end = match.end()
         for part, offset in _word_parts(match.group()):
             word = _normal_word(fold(part))
-            if not word or word in STOP_WORDS:
-                continue
-            start = match.start() + offset
-            result.append(Token(stem(word), start, start + len(part), clause))
-    return result
+            if word and word not in STOP_WORDS:
+                start = match.start() + offset
+                words.append(word)
+                places.append((start, start + len(part), clause))
+    stems: list[str] = _STEMMER.stemWords(words)
+    return [Token(s, *place) for s, place in zip(stems, places, strict=True)]
 
 
 def phrases(toks: list[Token], max_len: int) -> Iterator[tuple[str, int, int]]:
@@ -126,24 +131,55 @@ def phrases(toks: list[Token], max_len: int) -> Iterator[tuple[str, int, int]]:
             yield " ".join(words), i, j
 
 
+# An acronym defined in parentheses right after its long form: "… interference (RFI)".
+_DEFINITION = re.compile(r"\(\s*([A-Za-z][A-Za-z]{1,9})\s*\)")
+
+
+def acronyms(text: str, toks: list[Token]) -> dict[str, str]:
+    """The acronyms `text` defines: long form (its stems, space-joined) → acronym stem.
+
+    "radio-frequency interference (RFI)" gives {"radio frequenc interfer": "rfi"}: the
+    capitals of the acronym are the initials of the content words just before it, so
+    later mentions of "RFI" in the paper are mentions of the long form. `toks` are
+    `tokens(text)`.
+    """
+    found: dict[str, str] = {}
+    ends = [t.end for t in toks]
+    for match in _DEFINITION.finditer(text):
+        short = match.group(1)
+        letters = [c.lower() for c in short if c.isupper()]
+        count = bisect_right(ends, match.start())
+        if len(letters) < 2 or count < len(letters):
+            continue
+        long_form = toks[count - len(letters) : count]
+        if text[long_form[-1].end : match.start()].strip():
+            continue
+        if len({t.clause for t in long_form}) > 1:
+            continue
+        if [text[t.start].lower() for t in long_form] != letters:
+            continue
+        found[" ".join(t.stem for t in long_form)] = stem(_normal_word(fold(short)))
+    return found
+
+
 @dataclass(frozen=True)
 class Clause:
-    """A clause of an interest ("early exit", "robots that navigate from camera images")."""
+    """A clause of an interest ("weak lensing", "stars that form in dense gas clouds")."""
 
     text: str
     stems: tuple[str, ...]
     # joined[i]: nothing but spaces or hyphens stand between stems i and i+1 as written,
-    # so they form a phrase ("camera images"), unlike "robots that navigate".
+    # so they form a phrase ("gas clouds"), unlike "stars that form".
     joined: tuple[bool, ...]
 
     @property
     def words(self) -> int:
-        """Words as the subscriber wrote them: "parameter-efficient fine-tuning" is two."""
+        """Words as the subscriber wrote them: "star-forming dwarf-galaxies" is two."""
         return len(self.text.split())
 
 
 def clauses(text: str) -> list[Clause]:
-    """How interests are read: clause by clause ("pruning, early exit")."""
+    """How interests are read: clause by clause ("weak lensing, rotation curves")."""
     groups: dict[int, list[Token]] = {}
     for tok in tokens(text):
         groups.setdefault(tok.clause, []).append(tok)

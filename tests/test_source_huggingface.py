@@ -15,7 +15,7 @@ from digest.errors import SourceError
 from digest.fetch import Fetcher
 from digest.models import Link
 from digest.sources import fetch_papers
-from digest.sources.huggingface import fetch_day, parse_api, parse_day_page
+from digest.sources.huggingface import fetch_day, parse_api, parse_day_page, parse_paper_page
 
 HF = Path(__file__).parent / "fixtures" / "hf"
 API_FILES = sorted((HF / "api").glob("*.json")) + sorted((HF / "api-month").glob("*.json"))
@@ -363,3 +363,72 @@ def test_fetch_papers_refuses_a_kind_it_does_not_know_yet(fetcher: Fetcher) -> N
         fetch_papers(fetcher, source, dt.date(2026, 1, 5))
     assert caught.value.source == "old-school"
     assert "not supported yet" in caught.value.problem
+
+
+# --- the single-paper page ----------------------------------------------------------------
+
+
+def paper_page_props() -> dict[str, Any]:
+    soup = BeautifulSoup(PAPER_PAGE.read_bytes(), "lxml")
+    node = soup.select_one('[data-target="PaperContent"]')
+    assert node is not None
+    props: dict[str, Any] = json.loads(str(node["data-props"]))
+    return props
+
+
+def test_a_paper_page_gives_its_paper_from_the_hydration_props() -> None:
+    # BeautifulSoup's prettify() re-serialized this capture: single-quoted props, raw quotes.
+    assert b"data-props='{" in PAPER_PAGE.read_bytes()
+    props = paper_page_props()
+    raw = props["paper"]
+    paper = parse_paper_page(PAPER_PAGE.read_bytes(), url="https://hf/papers/x")
+    assert paper.id == raw["id"]
+    assert paper.title == " ".join(raw["title"].split())
+    assert paper.abstract == " ".join(raw["summary"].split())
+    assert paper.authors == tuple(a["name"] for a in raw["authors"] if not a.get("hidden"))
+    assert paper.day == dt.datetime.fromisoformat(raw["submittedOnDailyAt"]).date()
+    assert paper.published == dt.datetime.fromisoformat(raw["publishedAt"])
+    assert paper.upvotes == raw["upvotes"] and paper.upvotes > 0
+    assert paper.comments == len(props["comments"])
+    assert (paper.github_repo, paper.project_page) == (raw["githubRepo"], raw["projectPage"])
+    assert paper.ai_summary == raw["ai_summary"]
+    assert paper.ai_keywords == tuple(raw["ai_keywords"])
+    assert paper.organization == props["submitterOrganization"]["fullname"]
+    assert paper.url == f"https://huggingface.co/papers/{raw['id']}"
+    assert paper.source == "huggingface"
+
+
+def test_a_paper_page_as_the_server_escapes_it_gives_the_same_paper() -> None:
+    escaped = json.dumps(paper_page_props()).replace("&", "&amp;").replace('"', "&quot;")
+    page = f'<div data-target="PaperContent" data-props="{escaped}" class="x"></div>'
+    assert parse_paper_page(page.encode()) == parse_paper_page(PAPER_PAGE.read_bytes())
+
+
+def test_a_paper_never_listed_takes_its_publication_day() -> None:
+    props = paper_page_props()
+    del props["paper"]["submittedOnDailyAt"]
+    escaped = json.dumps(props).replace("&", "&amp;").replace('"', "&quot;")
+    page = f'<div data-target="PaperContent" data-props="{escaped}"></div>'
+    paper = parse_paper_page(page.encode())
+    assert paper.day == dt.datetime.fromisoformat(props["paper"]["publishedAt"]).date()
+
+
+@pytest.mark.parametrize(
+    ("page", "problem"),
+    [
+        (DAY_PAGE.read_bytes(), "no PaperContent data on the page"),
+        (b'<div data-target="PaperContent"></div>', "the PaperContent element has no data-props"),
+        (b'<div data-target="PaperContent" data-props="{oops"></div>', "is not JSON"),
+        (b'<div data-target="PaperContent" data-props="[]"></div>', "has no paper object"),
+        (
+            b'<div data-target="PaperContent" data-props=\'{"paper": {"id": "2601.00001"}}\'>',
+            "neither submittedOnDailyAt nor publishedAt",
+        ),
+    ],
+    ids=["day-page", "no-props", "not-json", "no-paper", "no-date"],
+)
+def test_a_paper_page_without_usable_props_is_an_error(page: bytes, problem: str) -> None:
+    with pytest.raises(SourceError) as caught:
+        parse_paper_page(page, url="https://hf/papers/x")
+    assert problem in caught.value.problem
+    assert caught.value.url == "https://hf/papers/x"

@@ -71,6 +71,41 @@ def parse_day_page(content: bytes, *, day: dt.date, url: str = "") -> list[Paper
     return _papers(items, day=day, url=url)
 
 
+def parse_paper_page(content: bytes, *, url: str = "") -> Paper:
+    """The paper of a `/papers/<id>` page, read from the `PaperContent` hydration props.
+
+    Its `paper` object has the API item's `paper` shape, so the same mapping applies; the
+    day is `submittedOnDailyAt`, or the arXiv publication date for a paper never listed.
+    """
+    soup = BeautifulSoup(content, "lxml")
+    node = soup.select_one('[data-target="PaperContent"]')
+    if node is None:
+        raise SourceError(SOURCE, url, "no PaperContent data on the page")
+    raw = node.get("data-props")
+    if not isinstance(raw, str):
+        raise SourceError(SOURCE, url, "the PaperContent element has no data-props")
+    try:
+        props = json.loads(raw)
+    except ValueError as exc:
+        raise SourceError(SOURCE, url, f"PaperContent data-props is not JSON ({exc})") from exc
+    inner = props.get("paper") if isinstance(props, dict) else None
+    if not isinstance(inner, dict):
+        raise SourceError(SOURCE, url, "PaperContent data-props has no paper object")
+    listed = _datetime(inner.get("submittedOnDailyAt")) or _datetime(inner.get("publishedAt"))
+    if listed is None:
+        raise SourceError(SOURCE, url, "the paper has neither submittedOnDailyAt nor publishedAt")
+    comments = props.get("comments")
+    item = {
+        "paper": inner,
+        "submitterOrganization": props.get("submitterOrganization"),
+        "numComments": len(comments) if isinstance(comments, list) else None,
+    }
+    paper = _paper(item, index=0, day=listed.date(), url=url)
+    if paper is None:
+        raise SourceError(SOURCE, url, "the paper was withdrawn")
+    return paper
+
+
 def fetch_day(
     fetcher: Fetcher, source: SourceConfig, day: dt.date, *, page_size: int = PAGE_SIZE
 ) -> list[Paper]:

@@ -1,0 +1,238 @@
+"""arXiv: the per-category announcement listings (Atom) and the export API.
+
+A day's papers come from the listings (`rss.arxiv.org/atom/<cat>`): one request per
+category returns the latest announcement with abstracts and authors. The export API
+(`export.arxiv.org/api/query`) answers questions about given papers (liked ids, say); it
+asks for 3 s between calls, so its batches are paced through an injected `sleep`.
+
+Both speak Atom with arXiv's own namespace; feedparser keeps those fields
+(`arxiv_announce_type`, `arxiv_primary_category`) and reports well-formedness errors, which
+matter here: a feed cut off mid-entry must fail, not lose the rest of the day silently.
+See research/page-formats.md §6 and §7.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from digest.config import SourceConfig
+from digest.errors import FetchError, SourceError
+from digest.fetch import Fetcher
+from digest.ids import strip_version
+from digest.models import Link, Paper
+from digest.sources.feed import (
+    author_names,
+    entry_arxiv_id,
+    entry_text,
+    feed_problem,
+    is_malformed,
+    is_replacement,
+    read_feed,
+    strip_preamble,
+    utc_datetime,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE = "arxiv"
+API_URL = "https://export.arxiv.org"
+LISTING_URL = "https://rss.arxiv.org"
+API_PAUSE = 3.0  # seconds between API calls, as arXiv's API terms ask
+LISTING_PAUSE = 1.0  # between category listings: not required, but cheap politeness
+API_BATCH = 100
+
+# Hosts of arXiv's own API; their listings live on rss.arxiv.org.
+_ARXIV_HOSTS = frozenset({"arxiv.org", "www.arxiv.org", "export.arxiv.org"})
+_ERROR_ID = re.compile(r"^https?://arxiv\.org/api/errors\b")
+
+
+def parse_api(content: bytes, *, day: dt.date, url: str = "") -> list[Paper]:
+    """Papers from one export API response (the 2016 and the current format alike).
+
+    Each paper's day is its `published` date (first version); `day` is only the fallback
+    for an entry without one. arXiv reports a bad query as a one-entry feed titled "Error"
+    (served with HTTP 400); that becomes a `SourceError` carrying arXiv's message.
+    """
+    entries = _entries(content, url)
+    for entry in entries:
+        if _ERROR_ID.match(_raw(entry.get("id"))):
+            message = entry_text(entry, "summary") or entry_text(entry, "title") or "no message"
+            raise SourceError(SOURCE, url, f"the arXiv API answered with an error: {message}")
+    return [
+        _paper(entry, index=index, day=day, url=url, listing=False)
+        for index, entry in enumerate(entries)
+    ]
+
+
+def parse_listing(content: bytes, *, day: dt.date, url: str = "") -> list[Paper]:
+    """New and cross-listed papers of one category listing; replacements are left out.
+
+    Each paper's day is its announcement day (the `published` date in arXiv's own time
+    zone), or `day` for an entry without one. The listing shows only the latest
+    announcement, so a caller wanting `day` keeps the papers whose day equals it.
+    """
+    entries = _entries(content, url)
+    return [
+        _paper(entry, index=index, day=day, url=url, listing=True)
+        for index, entry in enumerate(entries)
+        if not is_replacement(entry)  # a new version of a paper announced before
+    ]
+
+
+def listing_url(base_url: str, category: str) -> str:
+    """Where `category`'s Atom listing is, for a source whose `base_url` is `base_url`.
+
+    The rule: arXiv's API hosts (`export.arxiv.org`, the default, and `arxiv.org`) map to
+    their listing host `https://rss.arxiv.org`; any other base URL (a mirror, a test
+    server) serves both the API (`/api/query`) and the listings (`/atom/<cat>`) itself.
+    """
+    host = (urlsplit(base_url).hostname or "").lower()
+    base = LISTING_URL if host in _ARXIV_HOSTS else base_url.rstrip("/")
+    return f"{base}/atom/{quote(category, safe='.-')}"
+
+
+def fetch_day(
+    fetcher: Fetcher,
+    source: SourceConfig,
+    day: dt.date,
+    *,
+    pause: float = LISTING_PAUSE,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Paper]:
+    """The papers announced on `day` in any of the source's categories, each once.
+
+    Listings only ever show the latest announcement, so a day that is no longer (or not
+    yet) the latest gives an empty list, as do weekends and holidays.
+    """
+    found: dict[str, Paper] = {}
+    for number, category in enumerate(source.categories):
+        if number:
+            sleep(pause)
+        url = listing_url(source.base_url, category)
+        try:
+            response = fetcher.get(url)
+            papers = parse_listing(response.content, day=day, url=response.url)
+        except (FetchError, SourceError) as exc:
+            raise SourceError(source.name, exc.url, exc.problem) from exc
+        days = sorted({paper.day for paper in papers})
+        if papers and day not in days:
+            log.info("%s: %s lists %s, not %s", source.name, url, _join(days), day)
+        for paper in papers:
+            if paper.day == day:
+                found.setdefault(paper.id, paper)
+    return list(found.values())
+
+
+def query_api(
+    fetcher: Fetcher,
+    params: Mapping[str, str | int],
+    *,
+    day: dt.date,
+    base_url: str = API_URL,
+    name: str = SOURCE,
+) -> list[Paper]:
+    """One export API call. HTTP 400 carries arXiv's explanation, so its body is read."""
+    url = f"{base_url.rstrip('/')}/api/query"
+    try:
+        response = fetcher.get(url, params, ok_statuses=(200, 400))
+    except FetchError as exc:
+        raise SourceError(name, exc.url, exc.problem) from exc
+    status = "" if response.status == 200 else f"HTTP {response.status}: "
+    try:
+        papers = parse_api(response.content, day=day, url=response.url)
+    except SourceError as exc:
+        raise SourceError(name, exc.url, status + exc.problem) from exc
+    if status:
+        raise SourceError(name, response.url, status + "no error message in the answer")
+    return papers
+
+
+def fetch_ids(
+    fetcher: Fetcher,
+    ids: Iterable[str],
+    *,
+    day: dt.date,
+    base_url: str = API_URL,
+    batch: int = API_BATCH,
+    pause: float = API_PAUSE,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Paper]:
+    """The papers with the given arXiv ids, in batches `pause` seconds apart.
+
+    `day` is the fallback day of an entry without a date (see `parse_api`).
+    """
+    wanted = list(dict.fromkeys(strip_version(paper_id) for paper_id in ids))
+    papers: list[Paper] = []
+    for start in range(0, len(wanted), batch):
+        if start:
+            sleep(pause)
+        chunk = wanted[start : start + batch]
+        params: dict[str, str | int] = {"id_list": ",".join(chunk), "max_results": len(chunk)}
+        papers += query_api(fetcher, params, day=day, base_url=base_url)
+    return papers
+
+
+# --- entries ------------------------------------------------------------------------------
+
+
+def _entries(content: bytes, url: str) -> list[Any]:
+    """The feed's entries, or a `SourceError` if the bytes are not a complete Atom feed."""
+    parsed = read_feed(content)
+    problem = feed_problem(parsed)
+    if not parsed.get("version"):
+        because = f" ({problem})" if problem else ""
+        raise SourceError(SOURCE, url, f"not an RSS or Atom feed{because}")
+    if is_malformed(parsed):
+        raise SourceError(SOURCE, url, f"truncated or malformed feed ({problem})")
+    if problem:  # a wrong declared encoding, say: the entries are fine
+        log.warning("%s: %s; parsed anyway", url, problem)
+    entries: list[Any] = parsed.get("entries") or []
+    return entries
+
+
+def _paper(entry: Mapping[str, Any], *, index: int, day: dt.date, url: str, listing: bool) -> Paper:
+    """One entry → Paper. A missing id or title is a format change, not a quirk of one
+    paper, so it stops the source rather than skipping the entry."""
+    arxiv_id = entry_arxiv_id(entry)
+    if arxiv_id is None:
+        raise SourceError(SOURCE, url, f"entry {index} has no arXiv id")
+    title = entry_text(entry, "title")
+    if not title:
+        raise SourceError(SOURCE, url, f"entry {index} ({arxiv_id}) has no title")
+    # The ISO form keeps arXiv's own offset, whose date is the announcement day; RSS 2.0
+    # dates (RFC 822) only come parsed to UTC.
+    published = _datetime(entry.get("published")) or utc_datetime(entry.get("published_parsed"))
+    abs_url = f"https://arxiv.org/abs/{arxiv_id}"
+    return Paper(
+        id=arxiv_id,
+        title=title,
+        abstract=strip_preamble(entry_text(entry, "summary")),
+        day=published.date() if published else day,
+        source=SOURCE,
+        url=abs_url,
+        authors=author_names(entry, split=listing),
+        published=published,
+        links=(Link("arXiv", abs_url), Link("PDF", f"https://arxiv.org/pdf/{arxiv_id}")),
+    )
+
+
+def _raw(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _datetime(value: Any) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(_raw(value).strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _join(days: Sequence[dt.date]) -> str:
+    return ", ".join(day.isoformat() for day in days)
