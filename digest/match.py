@@ -7,8 +7,9 @@ times how rare the term is among the papers in the store (IDF): "galaxy" in a st
 astronomy papers says little, "kilonova" says a lot. A paper's score adds up, for
 each profile term it contains, that weight times the evidence: a mention in the title, and
 a saturating count of mentions in the abstract (BM25-style, corrected for the abstract's
-length). A fixed threshold keeps weak matches out, so a quiet day sends fewer papers or
-none. Authors and liked papers add to the score; `exclude` vetoes.
+length). A keyword of several words found in a title is enough on its own. A fixed
+threshold keeps weak matches out, so a quiet day sends fewer papers or none. Authors and
+liked papers add to the score; `exclude` vetoes.
 
 A paper's text is analysed once (`analyse`), independently of any subscriber, so a run
 can share that work across its subscribers (`select(..., analysed=...)`).
@@ -89,7 +90,7 @@ WEIGHTS = Weights()
 DEFAULT_ABSTRACT_LENGTH = 120.0
 # IDF prior: before a store has papers, every term is taken to occur in PRIOR_RATE of
 # them; the store's own counts take over as it grows past PRIOR_DOCUMENTS papers.
-PRIOR_DOCUMENTS = 10.0
+PRIOR_DOCUMENTS = 20.0
 PRIOR_RATE = 0.01
 # Phrases are counted in the store up to this length; longer ones are estimated.
 MAX_COUNTED_PHRASE = 2
@@ -225,13 +226,19 @@ class CorpusStats:
         return cls(len(seen), kept, length)
 
     def frequency(self, term: str) -> int:
-        """In how many papers `term` occurs (for long phrases: at most how many)."""
+        """In how many papers `term` occurs (for long phrases: at most how many).
+
+        A phrase missing from the table counts as seen once: phrases seen once are not
+        kept, and the papers being scored are in the store, so a phrase that matches one
+        has been seen at least once.
+        """
         words = term.split()
-        if len(words) <= MAX_COUNTED_PHRASE:
+        if len(words) == 1:
             return self.frequencies.get(term, 0)
+        unseen = 1 if self.documents else 0
         return min(
-            self.frequencies.get(" ".join(words[i : i + MAX_COUNTED_PHRASE]), 0)
-            for i in range(len(words) - MAX_COUNTED_PHRASE + 1)
+            self.frequencies.get(" ".join(words[i : i + MAX_COUNTED_PHRASE]), unseen)
+            for i in range(max(len(words) - MAX_COUNTED_PHRASE + 1, 1))
         )
 
     def idf(self, term: str) -> float:
@@ -253,6 +260,10 @@ class Profile:
     """
 
     terms: Mapping[str, float]
+    # Keywords of several words: one written in a title is enough on its own, however
+    # common it is in the store ("weak lensing" in a title says what the paper is about;
+    # a single word, "lensing", may not).
+    phrases: frozenset[str] = frozenset()
     exclude: tuple[str, ...] = ()
     authors: tuple[Name, ...] = ()
     liked: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -305,6 +316,9 @@ def compile_profile(
     wanted = set(interests.liked)
     return Profile(
         terms={term: weight * stats.idf(term) for term, weight in asked.items()},
+        phrases=frozenset(
+            " ".join(c.stems) for k in interests.keywords for c in clauses(k) if len(c.stems) > 1
+        ),
         exclude=tuple(" ".join(c.stems) for e in interests.exclude for c in clauses(e)),
         authors=authors,
         liked={p.id: _distinctive(p, stats, weights) for p in liked_papers if p.id in wanted},
@@ -357,7 +371,8 @@ def _contributions(
     w = profile.weights
     title = text.find("title", words)
     if title:
-        yield w.title * weight, ("title", title[0])
+        settles = profile.threshold if " ".join(words) in profile.phrases else 0.0
+        yield max(w.title * weight, settles), ("title", title[0])
     keywords = text.find("keywords", words)
     if keywords:
         yield w.ai_keywords * weight, ("keywords", keywords[0])

@@ -21,7 +21,7 @@ from digest.errors import SourceError
 from digest.feeds import public_feeds, subscriber_feed, write_atomic
 from digest.fetch import Fetcher
 from digest.lock import run_lock
-from digest.match import CorpusStats, select
+from digest.match import CorpusStats, analyse, select
 from digest.models import Digest, Match, Paper, Subscriber
 from digest.render import DigestLinks, Renderer, message_id_for
 from digest.sources import fetch_papers
@@ -182,7 +182,9 @@ def plan_digests(
     window that the ledger says they have not been given yet."""
     in_window = store.papers_between(window_start, today)
     week = store.papers_between(today - dt.timedelta(days=6), today)
-    stats = CorpusStats.from_papers(store.all_papers())
+    # Each paper is analysed once per run, not once per subscriber.
+    analysed = {paper.id: analyse(paper) for paper in store.all_papers()}
+    stats = CorpusStats.from_analysed(analysed.values())
     sent = store.sent_paper_ids_by_subscriber()
     keys = store.digest_keys_by_subscriber()
     digests = []
@@ -195,7 +197,7 @@ def plan_digests(
         already = sent.get(email, set())
         unsent = [paper for paper in candidates if paper.id not in already]
         liked = list(store.papers_by_id(subscriber.interests.liked).values())
-        matches = select(subscriber, unsent, stats, liked)
+        matches = select(subscriber, unsent, stats, liked, analysed=analysed)
         if matches or subscriber.send_empty:
             digests.append(Digest(subscriber, key, today, tuple(matches)))
     return digests

@@ -157,13 +157,17 @@ def paper_from_json(text: str) -> Paper:
 
 def merge_papers(old: Paper, new: Paper) -> Paper:
     """The same paper seen again or from another source: keep the first listing day and
-    source, take fresh counts and any field the new sighting fills, and keep every link."""
+    source, take any field the new sighting fills, and keep every link. Counts take the
+    larger value: a source that does not count upvotes reports 0, which must not erase them.
+    """
     filled = {
         field.name: getattr(new, field.name)
         for field in dataclasses.fields(Paper)
-        if field.name not in ("id", "day", "source", "url", "links")
+        if field.name not in ("id", "day", "source", "url", "links", "upvotes", "comments")
         and getattr(new, field.name) not in (None, "", ())
     }
+    filled["upvotes"] = max(old.upvotes, new.upvotes)
+    filled["comments"] = max(old.comments, new.comments)
     links = list(old.links)
     known = {link.url for link in links}
     links.extend(link for link in new.links if link.url not in known)

@@ -90,7 +90,7 @@ def _normal_word(word: str) -> str:
     """Lower-case one word, reading an upper-case acronym plural ("AGNs") as the acronym."""
     if len(word) > 2 and word.endswith("s") and word[:-1].isupper():
         word = word[:-1]
-    return word.lower()
+    return word.casefold()
 
 
 def tokens(text: str) -> list[Token]:
