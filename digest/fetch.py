@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import httpx
 
@@ -34,12 +34,34 @@ _MAX_REDIRECTS = 5
 
 @dataclass(frozen=True)
 class Response:
-    """A complete, size-checked response. `headers` has lower-cased names."""
+    """A complete, size-checked response. `headers` has lower-cased names.
+
+    `not_modified` is True when the server answered 304 to a conditional request: the
+    content is then the copy kept from the last full answer.
+    """
 
     url: str
     status: int
     content: bytes
     headers: Mapping[str, str]
+    not_modified: bool = False
+
+
+@dataclass(frozen=True)
+class Cached:
+    """The last full answer for a URL, with its validators."""
+
+    content: bytes
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class ValidatorCache(Protocol):
+    """Where ETag / Last-Modified (and the body they validate) are kept between runs."""
+
+    def cached(self, url: str) -> Cached | None: ...
+
+    def remember(self, url: str, cached: Cached) -> None: ...
 
 
 class _Retryable(Exception):
@@ -67,6 +89,7 @@ class Fetcher:
         user_agent: str | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        cache: ValidatorCache | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -75,6 +98,7 @@ class Fetcher:
         self.max_wait = max_wait
         self.max_bytes = max_bytes
         self._sleep = sleep
+        self._cache = cache
         self._random = random.Random()
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
@@ -115,11 +139,13 @@ class Fetcher:
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             raise FetchError(url, f"invalid URL ({exc})") from exc
 
+        cached = self._cache.cached(full_url) if self._cache else None
+        conditions = _conditions(cached)
         problem, status = "", None
         for attempt in range(1, self.attempts + 1):
             log.debug("GET %s (attempt %d of %d)", full_url, attempt, self.attempts)
             try:
-                return self._attempt(full_url, ok_statuses)
+                response = self._attempt(full_url, ok_statuses, conditions)
             except _Retryable as failure:
                 problem, status = failure.problem, failure.status
                 if attempt == self.attempts:
@@ -134,18 +160,32 @@ class Fetcher:
                     self.attempts,
                 )
                 self._sleep(wait)
+                continue
+            return self._validated(full_url, response, cached)
         raise FetchError(full_url, f"{problem} after {self.attempts} attempts", status=status)
+
+    def _validated(self, url: str, response: Response, cached: Cached | None) -> Response:
+        """Serve a 304 from the kept copy; keep the validators of a full 200 answer."""
+        if response.status == 304 and cached is not None:
+            log.debug("GET %s: not modified", url)
+            return Response(url, 200, cached.content, response.headers, not_modified=True)
+        etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
+        if self._cache is not None and response.status == 200 and (etag or modified):
+            self._cache.remember(url, Cached(response.content, etag, modified))
+        return response
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter, so many clients do not retry in step."""
         base: float = min(self.max_wait, self.backoff * 2.0 ** (attempt - 1))
         return base * self._random.uniform(0.5, 1.0)
 
-    def _attempt(self, url: str, ok_statuses: Collection[int]) -> Response:
+    def _attempt(
+        self, url: str, ok_statuses: Collection[int], conditions: Mapping[str, str]
+    ) -> Response:
         try:
-            with self._client.stream("GET", url) as response:
+            with self._client.stream("GET", url, headers=conditions) as response:
                 status = response.status_code
-                if status not in ok_statuses:
+                if status not in ok_statuses and not (status == 304 and conditions):
                     self._reject_status(url, response)
                 content = self._read_capped(url, response)
                 final_url = str(response.url)
@@ -198,6 +238,18 @@ class Fetcher:
             if len(body) > self.max_bytes:
                 raise FetchError(url, too_large)
         return bytes(body)
+
+
+def _conditions(cached: Cached | None) -> dict[str, str]:
+    """The headers of a conditional GET: a poll with no change then costs a 304."""
+    if cached is None:
+        return {}
+    headers = {}
+    if cached.etag:
+        headers["If-None-Match"] = cached.etag
+    if cached.last_modified:
+        headers["If-Modified-Since"] = cached.last_modified
+    return headers
 
 
 def _reason(response: httpx.Response) -> str:

@@ -144,7 +144,7 @@ def fetch_all(
 ) -> tuple[SourceOutcome, ...]:
     """Fetch every day from every source; one failing source does not stop the others."""
     own_fetcher = fetcher is None
-    client = fetcher or Fetcher()
+    client = fetcher or Fetcher(cache=store)
     outcomes = []
     try:
         for source in config.sources:

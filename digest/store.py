@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.errors import DigestError
+from digest.fetch import Cached
 from digest.models import Link, Paper
 
 metadata = sa.MetaData()
@@ -93,6 +94,15 @@ delivered_papers_table = sa.Table(
     sa.Column("subscriber", sa.String, primary_key=True),
     sa.Column("paper_id", sa.String, primary_key=True),
     sa.Column("digest_key", sa.String, nullable=False),
+)
+
+http_cache_table = sa.Table(
+    "http_cache",
+    metadata,
+    sa.Column("url", sa.String, primary_key=True),
+    sa.Column("etag", sa.String),
+    sa.Column("last_modified", sa.String),
+    sa.Column("content", sa.LargeBinary, nullable=False),
 )
 
 QUEUED, SENT, DEFERRED, FAILED = "queued", "sent", "deferred", "failed"
@@ -469,6 +479,28 @@ class Store:
         )
         with self._reader.connect() as connection:
             return [_delivery(row) for row in connection.execute(query)]
+
+    # conditional requests ----------------------------------------------------------------
+
+    def cached(self, url: str) -> Cached | None:
+        """The last full answer for `url` and its validators (see `fetch.ValidatorCache`)."""
+        query = sa.select(http_cache_table).where(http_cache_table.c.url == url)
+        with self._reader.connect() as connection:
+            row = connection.execute(query).first()
+        return Cached(row.content, row.etag, row.last_modified) if row else None
+
+    def remember(self, url: str, cached: Cached) -> None:
+        values = {
+            "etag": cached.etag,
+            "last_modified": cached.last_modified,
+            "content": cached.content,
+        }
+        with self.transaction() as connection:
+            connection.execute(
+                self._insert(http_cache_table)
+                .values(url=url, **values)
+                .on_conflict_do_update(index_elements=["url"], set_=values)
+            )
 
 
 def _delivery(row: sa.Row[Any]) -> Delivery:

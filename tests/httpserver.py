@@ -14,6 +14,7 @@ Requests with no route get a 404. Every request is recorded in `server.requests`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import struct
@@ -206,12 +207,14 @@ def serve_hf_api(
     *,
     pattern: str = "{date}.json",
     path: str = "/api/daily_papers",
+    etag: bool = False,
 ) -> None:
     """Serve a folder of `/api/daily_papers?date=D` captures like the real API.
 
     `folder / pattern.format(date=D)` holds the day's JSON list; a day without a file is
     `[]` (weekends). `limit` (default 50, as on huggingface.co) and `p` slice the list, and
-    an invalid date is HTTP 400, as the real server answers.
+    an invalid date is HTTP 400, as the real server answers. With `etag`, answers carry an
+    ETag of their body and a matching `If-None-Match` gets an empty 304.
     """
 
     def handler(request: RecordedRequest) -> Reply:
@@ -224,7 +227,13 @@ def serve_hf_api(
         file = folder / pattern.format(date=day.isoformat())
         items = json.loads(file.read_bytes()) if file.exists() else []
         chunk = items[page * limit : (page + 1) * limit]
-        return Reply(200, json.dumps(chunk, ensure_ascii=False).encode(), _JSON)
+        body = json.dumps(chunk, ensure_ascii=False).encode()
+        if not etag:
+            return Reply(200, body, _JSON)
+        tag = f'"{hashlib.sha1(body).hexdigest()}"'
+        if request.headers.get("if-none-match") == tag:
+            return Reply(304, b"", {"ETag": tag})
+        return Reply(200, body, {**_JSON, "ETag": tag})
 
     server.route(path, handler)
 

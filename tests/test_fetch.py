@@ -5,14 +5,17 @@ import socket
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import pytest
-from httpserver import LoopbackServer, Reply, replies
+from helpers import MONTH
+from httpserver import LoopbackServer, RecordedRequest, Reply, replies, serve_hf_api
 
 import digest
 from digest.errors import FetchError
 from digest.fetch import Fetcher
+from digest.store import Store
 
 
 @pytest.fixture
@@ -254,3 +257,40 @@ def test_a_refused_connection_is_retried_then_reported(sleeps: Sleeps) -> None:
         client.get(f"http://127.0.0.1:{port}/api")
     assert caught.value.problem == "connection refused after 2 attempts"
     assert len(sleeps) == 1
+
+
+def test_a_second_unchanged_poll_is_a_conditional_request_answered_304(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    with LoopbackServer() as server:
+        serve_hf_api(server, MONTH, etag=True)
+        url = f"{server.url}/api/daily_papers"
+        params = {"date": "2026-01-05", "limit": 100, "p": 0}
+        with Fetcher(cache=store) as fetcher:
+            first = fetcher.get(url, params)
+        with Fetcher(cache=store) as fetcher:
+            second = fetcher.get(url, params)
+    assert [r.status for r in (first, second)] == [200, 200]
+    assert (first.not_modified, second.not_modified) == (False, True)
+    assert second.content == first.content
+    assert "if-none-match" not in server.requests[0].headers
+    assert server.requests[1].headers["if-none-match"] == first.headers["etag"]
+    store.close()
+
+
+def test_last_modified_is_sent_back_as_if_modified_since(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    stamp = "Mon, 05 Jan 2026 08:00:00 GMT"
+
+    def handler(request: RecordedRequest) -> Reply:
+        if request.headers.get("if-modified-since") == stamp:
+            return Reply(304)
+        return Reply(200, b"[]", {"Last-Modified": stamp})
+
+    with LoopbackServer() as server:
+        server.route("/feed", handler)
+        for _ in range(2):
+            with Fetcher(cache=store) as fetcher:
+                response = fetcher.get(f"{server.url}/feed")
+            assert response.content == b"[]"
+    assert [r.headers.get("if-modified-since") for r in server.requests] == [None, stamp]
+    store.close()
