@@ -11,7 +11,6 @@ import datetime as dt
 import email.policy
 import email.utils
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -39,6 +38,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 @dataclass(frozen=True)
 class SourceOutcome:
     name: str
+    days: tuple[dt.date, ...]
     papers: int
     error: SourceError | None = None
 
@@ -71,9 +71,10 @@ def run(
 ) -> RunResult:
     """Run the whole pipeline once for `today` (default: today in the configured zone).
 
-    Raises `SourceError` (nothing queued, nothing sent) when a source fails, `LockHeld`
-    when another run is going on, `DeliveryError` when the transport is unusable (the
-    digests stay queued for the next run).
+    Raises `SourceError` when a source fails: if every source failed nothing is queued or
+    sent; otherwise the others' papers go out and the failed source's days are caught up
+    by the next run. Raises `LockHeld` when another run is going on, `DeliveryError` when
+    the transport is unusable (the digests stay queued for the next run).
     """
     today = today or config.today()
     with run_lock(config.data_dir):
@@ -91,12 +92,13 @@ def _run_locked(
     run_id = None if dry_run else store.start_run(today, now)
     status, message = "failed", "interrupted"
     try:
-        days = catch_up_days(store, today)
-        outcomes = fetch_all(config, store, days, fetcher, now)
+        outcomes = fetch_all(config, store, today, fetcher, now)
         failed = [outcome.error for outcome in outcomes if outcome.error]
-        if failed:
+        healthy = [outcome for outcome in outcomes if not outcome.error]
+        if not healthy:
             # Each failure was logged as it happened; the first one is the run's error.
             raise failed[0]
+        days = _span(min(outcome.days[0] for outcome in healthy), today)
         secret = load_secret(config.data_dir)
         renderer = Renderer(title=config.title, templates=config.templates)
         replay = store.decided(today)
@@ -110,16 +112,19 @@ def _run_locked(
         for digest in digests:
             queue_digest(config, store, renderer, secret, digest, now)
         write_feeds(config, store, secret, {d.subscriber.email for d in digests})
-        status, message = "ok", f"{len(digests)} digests queued"
+        status, message = "partial" if failed else "ok", f"{len(digests)} digests queued"
         transport = open_transport(config.delivery)
         try:
             report = drain_outbox(store, transport, config.sender, now)
         finally:
             transport.close()
         message += f"; sent {report.sent}, deferred {report.deferred}, failed {report.failed}"
+        if failed:
+            message += f"; {failed[0]}"
+            raise failed[0]
         return RunResult(today, days, outcomes, planned, report)
     except Exception as error:
-        if status != "ok":
+        if status == "failed":
             message = str(error)
         raise
     finally:
@@ -127,38 +132,51 @@ def _run_locked(
             store.finish_run(run_id, status, message, dt.datetime.now(dt.UTC))
 
 
-def catch_up_days(store: Store, today: dt.date) -> tuple[dt.date, ...]:
-    """Every source day since the last successful run, that day included (a day's list
-    grows after a run; the ledger keeps what was already sent from going out again)."""
-    last = store.last_successful_run_date(today)
+def catch_up_days(store: Store, source: str, today: dt.date) -> tuple[dt.date, ...]:
+    """Every day since the source was last fetched completely, that day included (a day's
+    list grows after a run; the ledger keeps what was already sent from going out again)."""
+    last = store.last_fetched_day(source, today)
     first = today if last is None else max(last, today - dt.timedelta(days=MAX_CATCH_UP_DAYS))
-    return tuple(first + dt.timedelta(days=n) for n in range((today - first).days + 1))
+    return _span(first, today)
+
+
+def _span(first: dt.date, last: dt.date) -> tuple[dt.date, ...]:
+    return tuple(first + dt.timedelta(days=n) for n in range((last - first).days + 1))
 
 
 def fetch_all(
     config: Config,
     store: Store,
-    days: Sequence[dt.date],
+    today: dt.date,
     fetcher: Fetcher | None,
     now: dt.datetime,
 ) -> tuple[SourceOutcome, ...]:
-    """Fetch every day from every source; one failing source does not stop the others."""
+    """Fetch each source's catch-up days; one failing source does not stop the others.
+
+    A source's papers and fetched days are recorded only when all its days came through,
+    so a failed source is caught up from the same day next time.
+    """
     own_fetcher = fetcher is None
     client = fetcher or Fetcher(cache=store)
     outcomes = []
     try:
         for source in config.sources:
+            days = catch_up_days(store, source.name, today)
             papers: list[Paper] = []
+            counts: dict[dt.date, int] = {}
             try:
                 for day in days:
-                    papers.extend(fetch_papers(client, source, day))
+                    found = fetch_papers(client, source, day)
+                    counts[day] = len(found)
+                    papers.extend(found)
             except SourceError as error:
-                log.error("%s", error)
-                outcomes.append(SourceOutcome(source.name, len(papers), error))
+                log.warning("%s", error)
+                outcomes.append(SourceOutcome(source.name, days, len(papers), error))
                 continue
             store.record_papers(papers, now)
+            store.record_source_days(source.name, counts, now)
             log.info("%s: %d papers for %s..%s", source.name, len(papers), days[0], days[-1])
-            outcomes.append(SourceOutcome(source.name, len(papers)))
+            outcomes.append(SourceOutcome(source.name, days, len(papers)))
     finally:
         if own_fetcher:
             client.close()

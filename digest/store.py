@@ -96,6 +96,15 @@ delivered_papers_table = sa.Table(
     sa.Column("digest_key", sa.String, nullable=False),
 )
 
+source_days_table = sa.Table(
+    "source_days",
+    metadata,
+    sa.Column("source", sa.String, primary_key=True),
+    sa.Column("day", sa.String, primary_key=True),
+    sa.Column("fetched_at", sa.String, nullable=False),
+    sa.Column("papers", sa.Integer, nullable=False),
+)
+
 http_cache_table = sa.Table(
     "http_cache",
     metadata,
@@ -309,22 +318,35 @@ class Store:
                 {"status": status, "message": message, "finished_at": _iso(now)},
             )
 
-    def last_successful_run_date(self, on_or_before: dt.date) -> dt.date | None:
-        query = sa.select(sa.func.max(runs_table.c.run_date)).where(
-            runs_table.c.status == "ok", runs_table.c.run_date <= on_or_before.isoformat()
+    def decided(self, run_date: dt.date) -> bool:
+        """True once a run for this date (or a later one) delivered: that date's digests
+        were decided then, and replaying it must not send anything new."""
+        query = sa.select(sa.func.count()).where(
+            runs_table.c.status.in_(("ok", "partial")),
+            runs_table.c.run_date >= run_date.isoformat(),
+        )
+        with self._reader.connect() as connection:
+            return bool(connection.execute(query).scalar_one())
+
+    def record_source_days(self, source: str, counts: dict[dt.date, int], now: dt.datetime) -> None:
+        """Remember that `source` was fetched completely for these days."""
+        with self.transaction() as connection:
+            for day, papers in counts.items():
+                values = {"fetched_at": _iso(now), "papers": papers}
+                connection.execute(
+                    self._insert(source_days_table)
+                    .values(source=source, day=day.isoformat(), **values)
+                    .on_conflict_do_update(index_elements=["source", "day"], set_=values)
+                )
+
+    def last_fetched_day(self, source: str, on_or_before: dt.date) -> dt.date | None:
+        query = sa.select(sa.func.max(source_days_table.c.day)).where(
+            source_days_table.c.source == source,
+            source_days_table.c.day <= on_or_before.isoformat(),
         )
         with self._reader.connect() as connection:
             value = connection.execute(query).scalar()
         return dt.date.fromisoformat(value) if value else None
-
-    def decided(self, run_date: dt.date) -> bool:
-        """True once a successful run for this date (or a later one) exists: that date's
-        digests were decided then, and replaying it must not send anything new."""
-        query = sa.select(sa.func.count()).where(
-            runs_table.c.status == "ok", runs_table.c.run_date >= run_date.isoformat()
-        )
-        with self._reader.connect() as connection:
-            return bool(connection.execute(query).scalar_one())
 
     def recent_runs(self, limit: int = 10) -> list[Run]:
         query = sa.select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)

@@ -170,7 +170,7 @@ def test_an_unreachable_source_sends_nothing_and_the_next_run_catches_the_day_up
     assert received(dead) == sent_before
 
     store = Store(config.database)
-    assert store.last_successful_run_date(dt.date(2026, 1, 6)) == dt.date(2026, 1, 5)
+    assert store.last_fetched_day("huggingface", dt.date(2026, 1, 6)) == dt.date(2026, 1, 5)
     assert store.papers_between(dt.date(2026, 1, 6), dt.date(2026, 1, 6)) == []
     store.close()
 

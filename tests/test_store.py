@@ -78,7 +78,6 @@ def test_a_date_is_decided_once_a_run_for_it_or_a_later_date_succeeded(store: St
     store.finish_run(later, "ok", "", NOW)
     assert store.decided(DAY) and store.decided(DAY + dt.timedelta(days=1))
     assert not store.decided(DAY + dt.timedelta(days=2))
-    assert store.last_successful_run_date(DAY) is None
 
 
 def test_queueing_a_digest_marks_its_papers_as_given_in_the_same_transaction(store: Store) -> None:
