@@ -11,6 +11,7 @@ import datetime as dt
 import email.policy
 import email.utils
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -21,7 +22,7 @@ from digest.feeds import public_feeds, subscriber_feed, write_atomic
 from digest.fetch import Fetcher
 from digest.lock import run_lock
 from digest.match import CorpusStats, analyse, select
-from digest.models import Digest, Match, Paper, Subscriber
+from digest.models import Digest, Match, Subscriber
 from digest.render import DigestLinks, Renderer, message_id_for
 from digest.sources import fetch_papers
 from digest.store import DeliveryItem, Store
@@ -162,19 +163,15 @@ def fetch_all(
     try:
         for source in config.sources:
             days = catch_up_days(store, source.name, today)
-            papers: list[Paper] = []
-            counts: dict[dt.date, int] = {}
             try:
-                for day in days:
-                    found = fetch_papers(client, source, day)
-                    counts[day] = len(found)
-                    papers.extend(found)
+                papers = fetch_papers(client, source, days)
             except SourceError as error:
                 log.warning("%s", error)
-                outcomes.append(SourceOutcome(source.name, days, len(papers), error))
+                outcomes.append(SourceOutcome(source.name, days, 0, error))
                 continue
             store.record_papers(papers, now)
-            store.record_source_days(source.name, counts, now)
+            counts = Counter(paper.day for paper in papers)
+            store.record_source_days(source.name, {day: counts[day] for day in days}, now)
             log.info("%s: %d papers for %s..%s", source.name, len(papers), days[0], days[-1])
             outcomes.append(SourceOutcome(source.name, days, len(papers)))
     finally:
@@ -197,7 +194,8 @@ def plan_digests(
     config: Config, store: Store, today: dt.date, window_start: dt.date
 ) -> list[Digest]:
     """What each subscriber should get today: their matches among the papers of the
-    window that the ledger says they have not been given yet."""
+    window that the ledger says they have not been given yet. Unsubscribed and suppressed
+    addresses get nothing (and delivery checks again just before sending)."""
     in_window = store.papers_between(window_start, today)
     week = store.papers_between(today - dt.timedelta(days=6), today)
     # Each paper is analysed once per run, not once per subscriber.
@@ -205,11 +203,12 @@ def plan_digests(
     stats = CorpusStats.from_analysed(analysed.values())
     sent = store.sent_paper_ids_by_subscriber()
     keys = store.digest_keys_by_subscriber()
+    blocked = store.blocked_addresses()
     digests = []
     for subscriber in config.subscribers:
         email = subscriber.email.lower()
         key = digest_key(subscriber, today)
-        if key is None or key in keys.get(email, set()):
+        if key is None or key in keys.get(email, set()) or email in blocked:
             continue
         candidates = week if subscriber.frequency == "weekly" else in_window
         already = sent.get(email, set())

@@ -17,7 +17,7 @@ from digest.models import Link, Paper
 from digest.sources import fetch_papers
 from digest.sources.arxiv import (
     API_PAUSE,
-    fetch_day,
+    fetch_days,
     fetch_ids,
     listing_url,
     parse_api,
@@ -302,7 +302,7 @@ def test_a_day_is_fetched_from_the_category_listing(
 ) -> None:
     server.serve_bytes("/atom/cs.AI", repaired(), headers={"Content-Type": "application/atom+xml"})
     pauses: list[float] = []
-    papers = fetch_day(fetcher, source_for(server, "cs.AI"), ANNOUNCED, sleep=pauses.append)
+    papers = fetch_days(fetcher, source_for(server, "cs.AI"), [ANNOUNCED], sleep=pauses.append)
     assert [paper.id for paper in papers] == [listing_id(entry) for entry in entries(repaired())]
     assert server.paths() == ["/atom/cs.AI"]
     assert pauses == []  # one category, one request: nothing to wait for
@@ -313,8 +313,8 @@ def test_a_listing_that_shows_another_announcement_gives_no_papers_for_the_day(
 ) -> None:
     server.serve_bytes("/atom/cs.AI", repaired())
     source = source_for(server, "cs.AI")
-    assert fetch_day(fetcher, source, ANNOUNCED + dt.timedelta(days=1)) == []
-    assert fetch_day(fetcher, source, ANNOUNCED - dt.timedelta(days=1)) == []
+    assert fetch_days(fetcher, source, [ANNOUNCED + dt.timedelta(days=1)]) == []
+    assert fetch_days(fetcher, source, [ANNOUNCED - dt.timedelta(days=1)]) == []
 
 
 def test_a_paper_listed_in_two_categories_is_returned_once(
@@ -324,8 +324,8 @@ def test_a_paper_listed_in_two_categories_is_returned_once(
     server.serve_bytes("/atom/cs.AI", listing(raw[:60]))
     server.serve_bytes("/atom/cs.LG", listing(raw[40:]))  # 20 papers in both
     pauses: list[float] = []
-    papers = fetch_day(
-        fetcher, source_for(server, "cs.AI", "cs.LG"), ANNOUNCED, pause=0.25, sleep=pauses.append
+    papers = fetch_days(
+        fetcher, source_for(server, "cs.AI", "cs.LG"), [ANNOUNCED], pause=0.25, sleep=pauses.append
     )
     assert [paper.id for paper in papers] == [listing_id(entry) for entry in raw]
     assert server.paths() == ["/atom/cs.AI", "/atom/cs.LG"]
@@ -338,7 +338,9 @@ def test_a_truncated_listing_over_http_names_the_source_and_the_url(
     server.serve_bytes("/atom/cs.AI", repaired())
     server.serve_file("/atom/cs.LG", TRUNCATED, content_type="application/atom+xml")
     with pytest.raises(SourceError) as caught:
-        fetch_day(fetcher, source_for(server, "cs.AI", "cs.LG"), ANNOUNCED, sleep=lambda _s: None)
+        fetch_days(
+            fetcher, source_for(server, "cs.AI", "cs.LG"), [ANNOUNCED], sleep=lambda _s: None
+        )
     assert caught.value.source == "arxiv-test"
     assert caught.value.url == f"{server.url}/atom/cs.LG"
     assert "truncated or malformed feed" in caught.value.problem
@@ -349,7 +351,7 @@ def test_a_listing_the_server_cannot_give_is_a_source_error(
 ) -> None:
     server.route("/atom/cs.AI", replies(Reply(503)))
     with pytest.raises(SourceError) as caught:
-        fetch_day(fetcher, source_for(server, "cs.AI"), ANNOUNCED)
+        fetch_days(fetcher, source_for(server, "cs.AI"), [ANNOUNCED])
     assert str(caught.value).startswith(
         f"source arxiv-test: {server.url}/atom/cs.AI: HTTP 503 Service Unavailable"
     )
@@ -357,6 +359,6 @@ def test_a_listing_the_server_cannot_give_is_a_source_error(
 
 def test_fetch_papers_dispatches_arxiv_sources(server: LoopbackServer, fetcher: Fetcher) -> None:
     server.serve_bytes("/atom/cs.AI", repaired())
-    papers = fetch_papers(fetcher, source_for(server, "cs.AI"), ANNOUNCED)
+    papers = fetch_papers(fetcher, source_for(server, "cs.AI"), [ANNOUNCED])
     assert len(papers) == len(entries(repaired()))
     assert {paper.source for paper in papers} == {"arxiv"}

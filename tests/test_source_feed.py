@@ -15,7 +15,7 @@ from digest.fetch import Fetcher
 from digest.models import Link
 from digest.sources import fetch_papers
 from digest.sources.arxiv import parse_listing
-from digest.sources.feed import decode_tex, fetch_day, parse_feed
+from digest.sources.feed import decode_tex, fetch_days, parse_feed
 
 ARXIV_LISTING = Path(__file__).parent / "fixtures" / "arxiv" / "rss"
 TRUNCATED = ARXIV_LISTING / "atom_cs.AI_2025-08-20_truncated.xml"
@@ -178,6 +178,13 @@ def test_links_that_are_not_http_are_dropped() -> None:
     assert paper.url == ""
 
 
+def test_a_relative_link_is_resolved_against_the_feed_address() -> None:
+    fg = generator()
+    add(fg, "Relative", guid="r-1", link="/posts/20", summary="x")
+    [paper] = parse_feed(fg.rss_str(), day=MONDAY, url="https://blog.example.org/feeds/all.xml")
+    assert paper.url == "https://blog.example.org/posts/20"
+
+
 def test_an_empty_feed_is_no_papers() -> None:
     assert parse_feed(generator().rss_str(), day=MONDAY) == []
     assert parse_feed(generator().atom_str(), day=MONDAY) == []
@@ -268,8 +275,8 @@ def test_fetch_day_keeps_the_entries_of_that_day(server: LoopbackServer, fetcher
     fg = week_feed()
     add(fg, "Undated", guid="u-1", summary="x")
     server.serve_bytes("/feed.xml", fg.rss_str(), headers={"Content-Type": "application/rss+xml"})
-    monday = fetch_day(fetcher, source_for(server), MONDAY)
-    tuesday = fetch_day(fetcher, source_for(server), TUESDAY)
+    monday = fetch_days(fetcher, source_for(server), [MONDAY])
+    tuesday = fetch_days(fetcher, source_for(server), [TUESDAY])
     assert [paper.id for paper in monday] == [
         "https://blog.example.org/posts/17",
         "2601.01234",
@@ -285,7 +292,7 @@ def test_an_entry_repeated_in_the_feed_is_returned_once(
     fg = week_feed()
     add(fg, "A paper from arXiv (updated)", guid="https://arxiv.org/abs/2601.01234v3", summary="x")
     server.serve_bytes("/feed.xml", fg.atom_str())
-    papers = fetch_day(fetcher, source_for(server), MONDAY)
+    papers = fetch_days(fetcher, source_for(server), [MONDAY])
     assert [paper.title for paper in papers if paper.id == "2601.01234"] == ["A paper from arXiv"]
 
 
@@ -294,7 +301,7 @@ def test_a_feed_that_is_not_xml_names_the_source_the_url_and_the_problem(
 ) -> None:
     server.serve_bytes("/feed.xml", b"Service temporarily unavailable")
     with pytest.raises(SourceError) as caught:
-        fetch_day(fetcher, source_for(server), MONDAY)
+        fetch_days(fetcher, source_for(server), [MONDAY])
     assert str(caught.value).startswith(
         f"source blog: {server.url}/feed.xml: not a readable feed (line "
     )
@@ -303,13 +310,13 @@ def test_a_feed_that_is_not_xml_names_the_source_the_url_and_the_problem(
 
 def test_a_missing_feed_is_a_source_error(server: LoopbackServer, fetcher: Fetcher) -> None:
     with pytest.raises(SourceError) as caught:
-        fetch_day(fetcher, source_for(server, "/gone.xml"), MONDAY)
+        fetch_days(fetcher, source_for(server, "/gone.xml"), [MONDAY])
     assert caught.value.source == "blog"
     assert caught.value.problem == "HTTP 404 Not Found"
 
 
 def test_fetch_papers_dispatches_feed_sources(server: LoopbackServer, fetcher: Fetcher) -> None:
     server.serve_bytes("/feed.xml", week_feed().atom_str())
-    papers = fetch_papers(fetcher, source_for(server), MONDAY)
+    papers = fetch_papers(fetcher, source_for(server), [MONDAY])
     assert {paper.source for paper in papers} == {"feed"}
     assert len(papers) == 2

@@ -353,14 +353,14 @@ def test_fetch_papers_dispatches_on_the_source_kind(
     server: LoopbackServer, fetcher: Fetcher
 ) -> None:
     serve_hf_api(server, HF / "api-month")
-    papers = fetch_papers(fetcher, source_for(server), dt.date(2026, 1, 2))
+    papers = fetch_papers(fetcher, source_for(server), [dt.date(2026, 1, 2)])
     assert len(papers) == len(load(HF / "api-month" / "2026-01-02.json"))
 
 
 def test_fetch_papers_refuses_a_kind_it_does_not_know_yet(fetcher: Fetcher) -> None:
     source = SourceConfig(kind="gopher", name="old-school", url="gopher://example.org/")
     with pytest.raises(SourceError) as caught:
-        fetch_papers(fetcher, source, dt.date(2026, 1, 5))
+        fetch_papers(fetcher, source, [dt.date(2026, 1, 5)])
     assert caught.value.source == "old-school"
     assert "not supported yet" in caught.value.problem
 

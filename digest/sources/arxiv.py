@@ -97,19 +97,21 @@ def listing_url(base_url: str, category: str) -> str:
     return f"{base}/atom/{quote(category, safe='.-')}"
 
 
-def fetch_day(
+def fetch_days(
     fetcher: Fetcher,
     source: SourceConfig,
-    day: dt.date,
+    days: Sequence[dt.date],
     *,
     pause: float = LISTING_PAUSE,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Paper]:
-    """The papers announced on `day` in any of the source's categories, each once.
+    """The papers announced on any of `days` in any of the source's categories, each once.
 
-    Listings only ever show the latest announcement, so a day that is no longer (or not
-    yet) the latest gives an empty list, as do weekends and holidays.
+    One request per category, whatever the number of days: listings only ever show the
+    latest announcement, so a day that is no longer (or not yet) the latest gives nothing,
+    as do weekends and holidays.
     """
+    wanted = set(days)
     found: dict[str, Paper] = {}
     for number, category in enumerate(source.categories):
         if number:
@@ -117,14 +119,16 @@ def fetch_day(
         url = listing_url(source.base_url, category)
         try:
             response = fetcher.get(url)
-            papers = parse_listing(response.content, day=day, url=response.url)
+            papers = parse_listing(response.content, day=max(days), url=response.url)
         except (FetchError, SourceError) as exc:
             raise SourceError(source.name, exc.url, exc.problem) from exc
-        days = sorted({paper.day for paper in papers})
-        if papers and day not in days:
-            log.info("%s: %s lists %s, not %s", source.name, url, _join(days), day)
+        listed = sorted({paper.day for paper in papers})
+        if papers and not wanted & set(listed):
+            log.info(
+                "%s: %s lists %s, not %s", source.name, url, _join(listed), _join(sorted(wanted))
+            )
         for paper in papers:
-            if paper.day == day:
+            if paper.day in wanted:
                 found.setdefault(paper.id, paper)
     return list(found.values())
 

@@ -19,9 +19,9 @@ import re
 import unicodedata
 import warnings
 import xml.sax
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
@@ -91,24 +91,23 @@ def parse_feed(content: bytes, *, day: dt.date, url: str = "") -> list[Paper]:
     if problem:
         log.warning("%s: %s; using the %d entries read anyway", url, problem, len(entries))
     # arXiv's own feeds also announce new versions of old papers: those are not news.
-    return [_paper(entry, day=day) for entry in entries if not is_replacement(entry)]
+    return [_paper(entry, day=day, base=url) for entry in entries if not is_replacement(entry)]
 
 
-def fetch_day(fetcher: Fetcher, source: SourceConfig, day: dt.date) -> list[Paper]:
-    """The feed's entries dated `day` (undated entries count as today's), each id once.
-
-    A feed shows its latest entries whatever the day, so asking for past days (catch-up)
-    picks those days' entries out of the same feed.
-    """
+def fetch_days(fetcher: Fetcher, source: SourceConfig, days: Sequence[dt.date]) -> list[Paper]:
+    """The feed's entries dated on any of `days` (undated entries count as the last of
+    them), each id once. A feed shows its latest entries whatever the day, so one request
+    serves a whole catch-up window."""
     url = source.url or ""
+    wanted = set(days)
     try:
         response = fetcher.get(url)
-        papers = parse_feed(response.content, day=day, url=response.url)
+        papers = parse_feed(response.content, day=max(days), url=response.url)
     except (FetchError, SourceError) as exc:
         raise SourceError(source.name, exc.url, exc.problem) from exc
     found: dict[str, Paper] = {}
     for paper in papers:
-        if paper.day == day:
+        if paper.day in wanted:
             found.setdefault(paper.id, paper)
     return list(found.values())
 
@@ -162,9 +161,10 @@ def author_names(entry: Mapping[str, Any], *, split: bool) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _paper(entry: Mapping[str, Any], *, day: dt.date) -> Paper:
+def _paper(entry: Mapping[str, Any], *, day: dt.date, base: str) -> Paper:
     arxiv_id = entry_arxiv_id(entry)
-    link = _http_url(entry.get("link"))
+    href = _raw(entry.get("link")).strip()
+    link = _http_url(urljoin(base, href)) if href else None  # relative to the feed
     title = entry_text(entry, "title")
     abstract = strip_preamble(entry_text(entry, "summary") or _content_text(entry))
     paper_id = arxiv_id or _text(entry.get("id")) or link or _digest_id(title, abstract)

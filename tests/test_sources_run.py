@@ -1,0 +1,135 @@
+"""Sources inside a whole run: late additions, upvote updates, failures, 304s."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from helpers import FIXTURES, MONTH, maildir_messages
+from httpserver import LoopbackServer, Reply, serve_hf_api
+
+from digest.config import Config, load_config
+from digest.errors import SourceError
+from digest.fetch import Fetcher
+from digest.pipeline import run
+from digest.store import Store
+
+AUG1, AUG2 = dt.date(2024, 8, 1), dt.date(2024, 8, 2)
+API_AUG1 = FIXTURES / "hf" / "api" / "daily_papers_date_2024-08-01.json"
+HTML_AUG1 = FIXTURES / "hf" / "html" / "daily_2024-08-01.html"
+JSON = "application/json"
+
+THREE_D = """\
+email = "threed@example.org"
+max_papers = 20
+
+[interests]
+description = "3D representations: NeRF, Gaussian splatting, 3D-aware features."
+keywords = ["masked autoencoders", "3D-aware fine-tuning", "Gaussian avatar"]
+"""
+
+
+def ids_in(config: Config) -> list[list[str]]:
+    assert config.delivery.maildir is not None
+    found = []
+    for message in maildir_messages(config.delivery.maildir):
+        text = message.get_body(("plain",))
+        assert text is not None
+        found.append(
+            [
+                line.rsplit("/", 1)[1]
+                for line in text.get_content().split()
+                if line.startswith("https://huggingface.co/papers/")
+            ]
+        )
+    return found
+
+
+def by_recipient(config: Config) -> dict[str, list[list[str]]]:
+    assert config.delivery.maildir is not None
+    found: dict[str, list[list[str]]] = {}
+    for message, ids in zip(maildir_messages(config.delivery.maildir), ids_in(config), strict=True):
+        found.setdefault(message["To"].addresses[0].addr_spec, []).append(ids)
+    return found
+
+
+def no_wait() -> Fetcher:
+    return Fetcher(attempts=2, sleep=lambda seconds: None)
+
+
+def test_papers_added_to_a_day_after_the_run_go_out_next_run_with_fresh_upvotes(
+    make_config: Callable[..., Config],
+) -> None:
+    # The real 2024-08-01 day: 11 papers in the afternoon API capture, 13 in the page
+    # captured later, with more upvotes on every shared paper.
+    with LoopbackServer() as server:
+        server.serve_file("/api/daily_papers", API_AUG1, content_type=JSON)
+        config = make_config(server=server.url, subscribers={"threed": THREE_D})
+        run(config, today=AUG1, fetcher=no_wait())
+        first = ids_in(config)
+        assert len(first) == 1 and "2404.01300" not in first[0]
+
+        # Next morning the API for the 1st fails; its page (the later capture) answers.
+        server.route("/api/daily_papers", lambda request: Reply(503), query={"date": "2024-08-01"})
+        server.route(
+            "/api/daily_papers", lambda request: Reply(200, b"[]"), query={"date": "2024-08-02"}
+        )
+        server.serve_file("/papers/date/2024-08-01", HTML_AUG1, content_type="text/html")
+        run(config, today=AUG2, fetcher=no_wait())
+
+    second = ids_in(config)[1]
+    assert {"2407.20229", "2404.01300"} <= set(second), "the late papers reach the reader"
+    assert not set(second) & set(first[0]), "nothing is sent twice"
+    store = Store(config.database)
+    assert store.papers_by_id(["2407.21783"])["2407.21783"].upvotes == 94  # was 49
+    assert store.papers_by_id(["2404.01300"])["2404.01300"].day == AUG1
+    store.close()
+
+
+def test_a_failing_source_does_not_stop_the_others_and_is_caught_up(
+    make_config: Callable[..., Config],
+) -> None:
+    with LoopbackServer() as good, LoopbackServer() as bad:
+        serve_hf_api(good, MONTH)
+        bad.route("/api/daily_papers", lambda request: Reply(500))
+        bad.route("/papers/date/2026-01-05", lambda request: Reply(200, b"<html>moved</html>"))
+        config = make_config(server=good.url)
+        mirror = f'[[sources]]\nkind = "huggingface"\nname = "mirror"\nbase_url = "{bad.url}"\n'
+        text = config.path.read_text().replace("[delivery]", mirror + "\n[delivery]")
+        config.path.write_text(text)
+        config = load_config(config.path)
+        with pytest.raises(SourceError) as failure:
+            run(config, today=dt.date(2026, 1, 5), fetcher=no_wait())
+        assert str(failure.value).startswith(f"source mirror: {bad.url}/api/daily_papers")
+        assert "no DailyPapers data on the page" in str(failure.value)
+        delivered = ids_in(config)
+        assert delivered, "the healthy source's papers went out"
+
+        store = Store(config.database)
+        assert store.last_fetched_day("huggingface", dt.date(2026, 1, 6)) == dt.date(2026, 1, 5)
+        assert store.last_fetched_day("mirror", dt.date(2026, 1, 6)) is None
+        store.close()
+
+        # Next day the mirror is back: it is asked for the day it missed, too.
+        serve_hf_api(bad, MONTH)
+        run(config, today=dt.date(2026, 1, 6), fetcher=no_wait())
+        asked = [r.query.get("date") for r in bad.requests if r.path == "/api/daily_papers"]
+        assert asked[-2:] == ["2026-01-05", "2026-01-06"]
+    for address, messages in by_recipient(config).items():
+        ids = [pid for message in messages for pid in message]
+        assert len(ids) == len(set(ids)), f"{address} got a paper twice"
+
+
+def test_rerunning_a_day_against_an_unchanged_source_costs_only_304s(
+    make_config: Callable[..., Config],
+) -> None:
+    with LoopbackServer() as server:
+        serve_hf_api(server, MONTH, etag=True)
+        config = make_config(server=server.url)
+        run(config, today=dt.date(2026, 1, 5))
+        before = len(server.requests)
+        run(config, today=dt.date(2026, 1, 5))
+        again = server.requests[before:]
+    assert again, "the rerun polls the source"
+    assert all("if-none-match" in request.headers for request in again)
