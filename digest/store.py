@@ -9,9 +9,11 @@ Tables:
 - `runs`: every `digest run`, its date and outcome; the last successful run's date is
   where the next run's catch-up window starts.
 - `deliveries`: the ledger and outbox, one unique row per (subscriber, digest key) holding
-  the complete rendered message, moving queued → sent | deferred | failed.
+  the complete rendered message, moving queued → sent | deferred | failed | skipped.
 - `delivered_papers`: which papers each subscriber has been given, written in the same
   transaction as the delivery row, so "not yet sent" is a query, never a flag.
+- `subscribers`: addresses that are not simply active: unsubscribed (one click, from
+  `digest serve`) or suppressed after repeated hard failures, with the count of those.
 
 SQLite runs in WAL mode with `synchronous=FULL` and a busy timeout, and every transaction
 starts with `BEGIN IMMEDIATE` so a read-then-write never fails with "database is locked".
@@ -26,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -114,7 +117,30 @@ http_cache_table = sa.Table(
     sa.Column("content", sa.LargeBinary, nullable=False),
 )
 
+subscribers_table = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("email", sa.String, primary_key=True),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("hard_failures", sa.Integer, nullable=False, default=0),
+    sa.Column("changed_at", sa.String, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+)
+
 QUEUED, SENT, DEFERRED, FAILED = "queued", "sent", "deferred", "failed"
+# A delivery whose subscriber unsubscribed (or was suppressed) after it was queued.
+SKIPPED = "skipped"
+# Subscriber states; an address with no row is active.
+ACTIVE, UNSUBSCRIBED, SUPPRESSED = "active", "unsubscribed", "suppressed"
+
+
+@dataclass(frozen=True)
+class SubscriberState:
+    email: str
+    state: str = ACTIVE
+    hard_failures: int = 0
+    changed_at: str | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,23 +201,28 @@ def paper_from_json(text: str) -> Paper:
 
 
 def merge_papers(old: Paper, new: Paper) -> Paper:
-    """The same paper seen again or from another source: keep the first listing day and
-    source, take any field the new sighting fills, and keep every link. Counts take the
-    larger value: a source that does not count upvotes reports 0, which must not erase them.
+    """The same paper seen again, or from another source.
+
+    The source that listed it first owns its text: a later sighting from that source
+    refreshes every field, another source only fills what is missing (a lab feed's post
+    title must not replace the paper's). Links are the union; counts take the larger
+    value, since a source that does not count upvotes reports 0; the day stays the first.
     """
+    same_source = new.source == old.source
     filled = {
         field.name: getattr(new, field.name)
         for field in dataclasses.fields(Paper)
         if field.name not in ("id", "day", "source", "url", "links", "upvotes", "comments")
         and getattr(new, field.name) not in (None, "", ())
+        and (same_source or getattr(old, field.name) in (None, "", ()))
     }
     filled["upvotes"] = max(old.upvotes, new.upvotes)
     filled["comments"] = max(old.comments, new.comments)
     links = list(old.links)
-    known = {link.url for link in links}
+    known = {link.url for link in links} | {old.url}
     links.extend(link for link in new.links if link.url not in known)
-    if new.url and new.url != old.url and new.url not in known:
-        links.append(Link(new.source, new.url))
+    if new.url and new.url not in known:
+        links.append(Link(urlsplit(new.url).hostname or new.source, new.url))
     return dataclasses.replace(old, **filled, day=min(old.day, new.day), links=tuple(links))
 
 
@@ -459,8 +490,11 @@ class Store:
         with self._reader.connect() as connection:
             return [_delivery(row) for row in connection.execute(query)]
 
-    def mark_sent(self, delivery_id: int, now: dt.datetime) -> None:
-        self._update_delivery(delivery_id, state=SENT, sent_at=_iso(now), last_error=None)
+    def mark_sent(self, delivery_id: int, now: dt.datetime, attempts: int | None = None) -> None:
+        counted = {} if attempts is None else {"attempts": attempts}
+        self._update_delivery(
+            delivery_id, state=SENT, sent_at=_iso(now), last_error=None, **counted
+        )
 
     def mark_deferred(
         self, delivery_id: int, error: str, next_attempt: dt.datetime, attempts: int
@@ -523,6 +557,114 @@ class Store:
                 .values(url=url, **values)
                 .on_conflict_do_update(index_elements=["url"], set_=values)
             )
+
+    # subscriber state: unsubscribes and suppressed addresses --------------------------
+
+    def subscriber_state(self, email: str) -> SubscriberState:
+        query = sa.select(subscribers_table).where(subscribers_table.c.email == email.lower())
+        with self._reader.connect() as connection:
+            row = connection.execute(query).first()
+        return _subscriber_state(row) if row else SubscriberState(email.lower())
+
+    def subscriber_states(self) -> dict[str, SubscriberState]:
+        """Every address with a recorded state (addresses without one are active)."""
+        with self._reader.connect() as connection:
+            rows = connection.execute(sa.select(subscribers_table)).all()
+        return {row.email: _subscriber_state(row) for row in rows}
+
+    def blocked_addresses(self) -> set[str]:
+        """Addresses that must not be sent anything: unsubscribed or suppressed."""
+        query = sa.select(subscribers_table.c.email).where(
+            subscribers_table.c.state.in_((UNSUBSCRIBED, SUPPRESSED))
+        )
+        with self._reader.connect() as connection:
+            return set(connection.execute(query).scalars())
+
+    def set_subscriber_state(self, email: str, state: str, reason: str, now: dt.datetime) -> bool:
+        """Record `state` for `email`; False when it already was in that state. Going back
+        to active also forgets earlier hard failures."""
+        email = email.lower()
+        with self.transaction() as connection:
+            row = connection.execute(
+                sa.select(subscribers_table).where(subscribers_table.c.email == email)
+            ).first()
+            current = _subscriber_state(row) if row else SubscriberState(email)
+            if current.state == state and not (state == ACTIVE and current.hard_failures):
+                return False
+            values: dict[str, object] = {"state": state, "changed_at": _iso(now), "reason": reason}
+            if state == ACTIVE:
+                values["hard_failures"] = 0
+            connection.execute(
+                self._insert(subscribers_table)
+                .values(email=email, hard_failures=0, **values)
+                .on_conflict_do_update(index_elements=["email"], set_=values)
+            )
+        return True
+
+    def record_hard_failure(self, email: str, error: str, now: dt.datetime, limit: int) -> bool:
+        """Count a permanent refusal; True when this one reaches `limit` and the address is
+        now suppressed."""
+        email = email.lower()
+        with self.transaction() as connection:
+            row = connection.execute(
+                sa.select(subscribers_table).where(subscribers_table.c.email == email)
+            ).first()
+            failures = (row.hard_failures if row else 0) + 1
+            state = row.state if row else ACTIVE
+            suppress = state == ACTIVE and failures >= limit
+            values: dict[str, object] = {"hard_failures": failures}
+            if suppress:
+                values.update(
+                    state=SUPPRESSED,
+                    changed_at=_iso(now),
+                    reason=f"{failures} hard failures, the last: {error}",
+                )
+            new = {"email": email, "state": state, "changed_at": _iso(now), "reason": ""}
+            connection.execute(
+                self._insert(subscribers_table)
+                .values({**new, **values})
+                .on_conflict_do_update(index_elements=["email"], set_=values)
+            )
+        return suppress
+
+    def clear_hard_failures(self, email: str) -> None:
+        """A delivery went through: earlier refusals were not about the address for good."""
+        with self.transaction() as connection:
+            connection.execute(
+                subscribers_table.update()
+                .where(subscribers_table.c.email == email.lower())
+                .values(hard_failures=0)
+            )
+
+    def mark_skipped(self, delivery_id: int, reason: str) -> None:
+        self._update_delivery(delivery_id, state=SKIPPED, last_error=reason)
+
+    def last_sent_by_subscriber(self) -> dict[str, str]:
+        """When each address was last sent a digest (ISO time, UTC)."""
+        query = (
+            sa.select(deliveries_table.c.subscriber, sa.func.max(deliveries_table.c.sent_at))
+            .where(deliveries_table.c.state == SENT)
+            .group_by(deliveries_table.c.subscriber)
+        )
+        with self._reader.connect() as connection:
+            return {subscriber: sent for subscriber, sent in connection.execute(query)}
+
+    def known_addresses(self) -> set[str]:
+        """Every address the ledger or the subscriber table has seen."""
+        with self._reader.connect() as connection:
+            ledger = set(connection.execute(sa.select(deliveries_table.c.subscriber).distinct()))
+            states = set(connection.execute(sa.select(subscribers_table.c.email)).scalars())
+        return {row[0] for row in ledger} | states
+
+
+def _subscriber_state(row: sa.Row[Any]) -> SubscriberState:
+    return SubscriberState(
+        email=row.email,
+        state=row.state,
+        hard_failures=row.hard_failures,
+        changed_at=row.changed_at,
+        reason=row.reason,
+    )
 
 
 def _delivery(row: sa.Row[Any]) -> Delivery:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
+import re
 import socket
 from pathlib import Path
 
@@ -19,9 +20,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _delivery_order(file: Path) -> tuple[int, int, str]:
+    """Maildir names start "<seconds>.M<microseconds>P<pid>…" with no zero padding, so
+    they sort by name wrongly within a second; sort by the time they encode."""
+    seconds, _, rest = file.name.partition(".")
+    micro = re.match(r"M(\d+)", rest)
+    return int(seconds), int(micro.group(1)) if micro else 0, file.name
+
+
 def maildir_messages(path: Path) -> list[email.message.EmailMessage]:
+    """The messages of a Maildir in the order they were delivered."""
     messages = []
-    for file in sorted((path / "new").iterdir()):
+    for file in sorted((path / "new").iterdir(), key=_delivery_order):
         message = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
         assert isinstance(message, email.message.EmailMessage)
         messages.append(message)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 
 import pytest
+from feedgen.feed import FeedGenerator
 from helpers import FIXTURES, MONTH, maildir_messages
 from httpserver import LoopbackServer, Reply, serve_hf_api
 
 from digest.config import Config, load_config
 from digest.errors import SourceError
 from digest.fetch import Fetcher
+from digest.models import Link
 from digest.pipeline import run
+from digest.sources.arxiv import parse_listing
 from digest.store import Store
 
 AUG1, AUG2 = dt.date(2024, 8, 1), dt.date(2024, 8, 2)
@@ -133,3 +137,94 @@ def test_rerunning_a_day_against_an_unchanged_source_costs_only_304s(
         again = server.requests[before:]
     assert again, "the rerun polls the source"
     assert all("if-none-match" in request.headers for request in again)
+
+
+AUG20 = dt.date(2025, 8, 20)
+LISTING = FIXTURES / "arxiv" / "rss" / "atom_cs.AI_2025-08-20_truncated.xml"
+
+
+def repaired_listing() -> bytes:
+    """The real cs.AI listing of 2025-08-20, cut back to its last complete entry."""
+    raw = LISTING.read_bytes()
+    return raw[: raw.rindex(b"</entry>") + len(b"</entry>")] + b"</feed>"
+
+
+def hf_day_listing(arxiv_id: str, title: str, abstract: str) -> bytes:
+    """A Hugging Face API day listing one arXiv paper, in the real item shape."""
+    item = json.loads((MONTH / "2026-01-05.json").read_bytes())[0]
+    item["title"] = title
+    item["paper"].update(
+        id=arxiv_id, title=title, summary=abstract, submittedOnDailyAt="2025-08-20T00:00:00.000Z"
+    )
+    return json.dumps([item]).encode()
+
+
+def lab_feed(server_url: str) -> bytes:
+    feed = FeedGenerator()
+    feed.id(f"{server_url}/lab.atom")
+    feed.title("A lab's papers")
+    feed.link(href=f"{server_url}/lab", rel="alternate")
+    entry = feed.add_entry()
+    entry.id("https://arxiv.org/abs/2508.13171v1")
+    entry.title("Cognitive Workspace: our new paper on memory for LLMs")
+    entry.link(href="https://lab.example.org/posts/cognitive-workspace")
+    entry.summary("We study active memory management for LLMs.")
+    entry.updated(dt.datetime(2025, 8, 20, 9, 0, tzinfo=dt.UTC))
+    feed.updated(dt.datetime(2025, 8, 20, 9, 0, tzinfo=dt.UTC))
+    return bytes(feed.atom_str())
+
+
+def test_one_paper_from_several_sources_appears_once_with_links_from_each(
+    make_config: Callable[..., Config],
+) -> None:
+    papers = {p.id: p for p in parse_listing(repaired_listing(), day=AUG20)}
+    shared = papers["2508.13167"]
+    subscriber = """\
+email = "agents@example.org"
+max_papers = 30
+
+[interests]
+keywords = ["agent foundation models", "memory management"]
+"""
+    with LoopbackServer() as server:
+        server.serve_bytes(
+            "/api/daily_papers",
+            hf_day_listing(shared.id, shared.title, shared.abstract),
+            headers={"Content-Type": JSON},
+        )
+        server.serve_bytes("/atom/cs.AI", repaired_listing())
+        server.serve_bytes("/lab.atom", lab_feed(server.url))
+        config = make_config(server=server.url, subscribers={"agents": subscriber})
+        more = (
+            f'[[sources]]\nkind = "arxiv"\ncategories = ["cs.AI"]\nbase_url = "{server.url}"\n\n'
+            f'[[sources]]\nkind = "feed"\nname = "lab"\nurl = "{server.url}/lab.atom"\n\n'
+        )
+        config.path.write_text(config.path.read_text().replace("[delivery]", more + "[delivery]"))
+        config = load_config(config.path)
+        result = run(config, today=AUG20, fetcher=no_wait())
+
+    assert [(s.name, s.error) for s in result.sources] == [
+        ("huggingface", None),
+        ("arxiv cs.AI", None),
+        ("lab", None),
+    ]
+    assert config.delivery.maildir is not None
+    [message] = maildir_messages(config.delivery.maildir)
+    body = message.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert text.count(shared.title.split(":")[0]) == 1, "the shared paper is listed once"
+    assert text.count("https://huggingface.co/papers/2508.13167") == 1
+    assert "https://arxiv.org/abs/2508.13171" in text
+    store = Store(config.database)
+    merged = store.papers_by_id(["2508.13167", "2508.13171"])
+    store.close()
+    assert merged["2508.13167"].source == "huggingface"
+    assert {link.url for link in merged["2508.13167"].links} >= {
+        "https://arxiv.org/abs/2508.13167",
+        "https://arxiv.org/pdf/2508.13167",
+    }
+    assert merged["2508.13167"].url == "https://huggingface.co/papers/2508.13167"
+    lab = [link for link in merged["2508.13171"].links if "lab.example.org" in link.url]
+    assert lab == [Link("lab.example.org", "https://lab.example.org/posts/cognitive-workspace")]
+    assert merged["2508.13171"].title.startswith("Cognitive Workspace: Active Memory Management")
