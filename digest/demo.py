@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import hashlib
 import json
 import mailbox
 import shutil
@@ -50,12 +51,20 @@ class _CaptureHandler(BaseHTTPRequestHandler):
         items = json.loads(path.read_bytes()) if path.exists() else []
         limit = int(query.get("limit", ["50"])[0])
         page = int(query.get("p", ["0"])[0])
-        self._reply(200, json.dumps(items[page * limit : (page + 1) * limit]).encode())
+        body = json.dumps(items[page * limit : (page + 1) * limit]).encode()
+        etag = f'"{hashlib.sha1(body).hexdigest()}"'
+        if self.headers.get("If-None-Match") == etag:
+            self._reply(304, b"", etag)
+        else:
+            self._reply(200, body, etag)
 
-    def _reply(self, status: int, body: bytes) -> None:
+    def _reply(self, status: int, body: bytes, etag: str | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
+        if etag:
+            self.send_header("ETag", etag)
+        if status != 304:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
@@ -73,7 +82,10 @@ class _CaptureHTTPServer(ThreadingHTTPServer):
 
 @contextmanager
 def capture_server(folder: Path = CAPTURES) -> Iterator[str]:
-    """Serve `<folder>/<YYYY-MM-DD>.json` as the Daily Papers API; yields the base URL."""
+    """Serve `<folder>/<YYYY-MM-DD>.json` as the Daily Papers API; yields the base URL.
+
+    Like the real API, answers carry an ETag and a matching `If-None-Match` gets a 304.
+    """
     server = _CaptureHTTPServer(folder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from digest.sources.arxiv import (
     listing_url,
     parse_api,
     parse_listing,
+    parse_listing_page,
     query_api,
 )
 
@@ -362,3 +364,52 @@ def test_fetch_papers_dispatches_arxiv_sources(server: LoopbackServer, fetcher: 
     papers = fetch_papers(fetcher, source_for(server, "cs.AI"), [ANNOUNCED])
     assert len(papers) == len(entries(repaired()))
     assert {paper.source for paper in papers} == {"arxiv"}
+
+
+# --- HTML listing pages ---------------------------------------------------------------
+
+
+NEW_PAGE = """<html><body><div id='dlpage'><h1>Astrophysics</h1>
+<h3>Showing new listings for Friday, 22 November 2024</h3>
+<dl id='articles'><h3>New submissions (showing 1 of 1 entries)</h3>
+<dt><a name='item1'>[1]</a>
+<a href ="/abs/2411.00001" title="Abstract" id="2411.00001">arXiv:2411.00001</a></dt>
+<dd><div class='meta'><div class='list-title mathjax'><span class='descriptor'>Title:</span>
+ A new   survey of galaxies</div>
+<div class='list-authors'><a href='/a/1'>Ana P&eacute;rez</a>, <a href='/a/2'>Li Wei</a></div>
+<p class='mathjax'>We survey
+ galaxies.</p></div></dd></dl>
+<dl id='articles'><h3>Replacement submissions (showing 1 of 1 entries)</h3>
+<dt><a href ="/abs/2401.00002" title="Abstract" id="2401.00002">arXiv:2401.00002</a> (replaced)</dt>
+<dd><div class='meta'><div class='list-title mathjax'><span class='descriptor'>Title:</span>
+ An old paper</div></div></dd></dl></div></body></html>"""
+
+
+def test_the_recent_html_listing_gives_every_paper_under_its_days_heading() -> None:
+    papers = parse_listing_page(LIST_PAGE.read_bytes(), day=dt.date(2024, 11, 22))
+    days = Counter(paper.day for paper in papers)
+    assert days == {
+        dt.date(2024, 11, 22): 75,
+        dt.date(2024, 11, 21): 67,
+        dt.date(2024, 11, 20): 94,
+        dt.date(2024, 11, 19): 101,
+        dt.date(2024, 11, 18): 60,
+    }
+    first = papers[0]
+    assert first.id == "2411.14419"
+    assert first.title.startswith("Combining summary statistics with simulation-based inference")
+    assert first.authors == ("Benoit Semelin", "Romain Mériot", "Ashutosh Mishra", "David Cornu")
+    assert all(paper.id and paper.title for paper in papers)
+
+
+def test_the_new_html_listing_as_served_keeps_abstracts_and_drops_replacements() -> None:
+    [paper] = parse_listing_page(NEW_PAGE.encode(), day=dt.date(2024, 11, 23))
+    assert (paper.id, paper.day) == ("2411.00001", dt.date(2024, 11, 22))
+    assert paper.title == "A new survey of galaxies"
+    assert paper.abstract == "We survey galaxies."
+    assert paper.authors == ("Ana Pérez", "Li Wei")
+
+
+def test_a_page_without_a_listing_is_a_layout_error() -> None:
+    with pytest.raises(SourceError, match="no dl#articles listing"):
+        parse_listing_page(b"<html><body><p>We moved.</p></body></html>", day=dt.date(2024, 11, 22))

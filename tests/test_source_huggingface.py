@@ -272,7 +272,7 @@ def test_a_day_is_fetched_from_the_api_in_one_request(
         item["paper"]["id"] for item in load(HF / "api-month" / "2026-01-05.json")
     ]
     assert [request.query for request in server.requests] == [
-        {"date": "2026-01-05", "limit": "100", "p": "0"}
+        {"date": "2026-01-05", "limit": "50", "p": "0"}
     ]
     assert all(paper.url.startswith("https://huggingface.co/papers/") for paper in papers)
 
@@ -340,7 +340,7 @@ def test_when_both_fail_the_error_names_the_source_the_url_and_both_problems(
     server.serve_file("/papers/date/2026-01-05", PAPER_PAGE, content_type="text/html")
     with pytest.raises(SourceError) as caught:
         fetch_day(fetcher, source_for(server), dt.date(2026, 1, 5))
-    api_url = f"{server.url}/api/daily_papers?date=2026-01-05&limit=100&p=0"
+    api_url = f"{server.url}/api/daily_papers?date=2026-01-05&limit=50&p=0"
     error = caught.value
     assert error.source == "hf-test"
     assert error.url == api_url

@@ -19,12 +19,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
+
+from bs4 import BeautifulSoup, Tag
 
 from digest.config import SourceConfig
 from digest.errors import FetchError, SourceError
 from digest.fetch import Fetcher
-from digest.ids import strip_version
+from digest.ids import arxiv_id_from_url, is_arxiv_id, strip_version
 from digest.models import Link, Paper
 from digest.sources.feed import (
     author_names,
@@ -240,3 +242,80 @@ def _datetime(value: Any) -> dt.datetime | None:
 
 def _join(days: Sequence[dt.date]) -> str:
     return ", ".join(day.isoformat() for day in days)
+
+
+# --- the HTML listing pages (`arxiv.org/list/<cat>/new`, `/recent`, `/pastweek`) ---------
+
+_SECTION_DAY = re.compile(r"(?:\w+, )?(\d{1,2}) (\w+) (\d{4})")
+_SKIPPED_SECTIONS = ("replacement",)
+
+
+def parse_listing_page(content: bytes, *, day: dt.date, url: str = "") -> list[Paper]:
+    """Papers of an HTML listing page, 2024+ layout (research/page-formats.md §5).
+
+    Each `dl#articles` is one section: a day on `/recent` and `/pastweek` ("Fri, 22 Nov
+    2024 (showing 75 of 75 entries)"), or new / cross / replacement submissions on `/new`
+    (under "Showing new listings for Friday, 22 November 2024"). Replacements are left
+    out. Only `/new` carries abstracts; elsewhere `abstract` is empty. An HTML parser, not
+    regexes: the server quotes attributes with single quotes, saved pages with double.
+    """
+    soup = BeautifulSoup(content, "lxml")
+    sections = soup.select("dl#articles")
+    if not sections:
+        raise SourceError(SOURCE, url, "no dl#articles listing on the page")
+    page_day = _day_in(soup.find(string=re.compile(r"Showing new listings for")), day)
+    papers: dict[str, Paper] = {}
+    for section in sections:
+        heading = section.find("h3") or section.find_previous("h3")
+        label = heading.get_text(" ", strip=True) if heading else ""
+        if any(word in label.lower() for word in _SKIPPED_SECTIONS):
+            continue
+        section_day = _day_in(label, page_day)
+        for term in section.find_all("dt"):
+            paper = _listed_paper(term, section_day, url)
+            papers.setdefault(paper.id, paper)
+    return list(papers.values())
+
+
+def _day_in(text: object, default: dt.date) -> dt.date:
+    found = _SECTION_DAY.search(str(text or ""))
+    if not found:
+        return default
+    try:
+        return dt.datetime.strptime(" ".join(found.groups()), "%d %b %Y").date()
+    except ValueError:
+        try:
+            return dt.datetime.strptime(" ".join(found.groups()), "%d %B %Y").date()
+        except ValueError:
+            return default
+
+
+def _listed_paper(term: Tag, day: dt.date, url: str) -> Paper:
+    link = term.find("a", attrs={"title": "Abstract"})
+    href = link.get("href") if isinstance(link, Tag) else None
+    arxiv_id = strip_version(str(link.get("id") or "")) if isinstance(link, Tag) else ""
+    if not is_arxiv_id(arxiv_id) and isinstance(href, str):
+        arxiv_id = arxiv_id_from_url(urljoin("https://arxiv.org/", href)) or ""
+    details = term.find_next_sibling("dd")
+    if not is_arxiv_id(arxiv_id) or not isinstance(details, Tag):
+        text = term.get_text(" ", strip=True)[:60]
+        raise SourceError(SOURCE, url, f"a listing entry without an arXiv id ({text})")
+    title_node = details.select_one("div.list-title")
+    if title_node is None:
+        raise SourceError(SOURCE, url, f"listing entry {arxiv_id} has no title")
+    for descriptor in title_node.select("span.descriptor"):
+        descriptor.decompose()
+    abstract = details.select_one("p.mathjax")
+    return Paper(
+        id=arxiv_id,
+        title=" ".join(title_node.get_text(" ").split()),
+        abstract=" ".join(abstract.get_text(" ").split()) if abstract else "",
+        day=day,
+        source=SOURCE,
+        url=f"https://arxiv.org/abs/{arxiv_id}",
+        authors=tuple(a.get_text(" ", strip=True) for a in details.select("div.list-authors a")),
+        links=(
+            Link("arXiv", f"https://arxiv.org/abs/{arxiv_id}"),
+            Link("PDF", f"https://arxiv.org/pdf/{arxiv_id}"),
+        ),
+    )

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "huggingface"
 PUBLIC_SITE = "https://huggingface.co"
-PAGE_SIZE = 100  # the API's default is 50; it accepts up to 100
+PAGE_SIZE = 50  # the API's default: asking for more risks a silent cap that looks like a short page
 _MAX_PAGES = 50  # a runaway guard: a real day holds a few dozen papers
 
 
