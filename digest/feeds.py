@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
+from html import escape
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -19,7 +20,15 @@ from feedgen.feed import FeedGenerator
 
 from digest.errors import DigestError
 from digest.models import Digest, Paper
-from digest.render import author_line, clean_text, reasons_line, safe_url, summary, truncate
+from digest.sanitize import (
+    author_line,
+    clean_text,
+    reasons_line,
+    safe_url,
+    summary,
+    title_of,
+    truncate,
+)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TAG_YEAR = "2026"
@@ -57,8 +66,8 @@ def _generator(title: str, feed_id: str, self_url: str, self_type: str, home: st
     return fg
 
 
-def _paper_text(paper: Paper, reasons: Sequence[str] = ()) -> str:
-    """Plain text for an entry: the summary, the authors, and why it was picked."""
+def _paper_parts(paper: Paper, reasons: Sequence[str] = ()) -> list[str]:
+    """The paragraphs of an entry: the summary, the authors, and why it was picked."""
     parts = [summary(paper)]
     authors = author_line(paper.authors)
     if authors:
@@ -66,7 +75,7 @@ def _paper_text(paper: Paper, reasons: Sequence[str] = ()) -> str:
     why = reasons_line(reasons)
     if why:
         parts.append(f"Why: {why}")
-    return "\n\n".join(part for part in parts if part) or paper.id
+    return [part for part in parts if part] or [clean_text(paper.id)]
 
 
 def _add_entry(
@@ -75,18 +84,25 @@ def _add_entry(
     paper: Paper,
     stamp: dt.datetime,
     reasons: Sequence[str] | None = None,
+    *,
+    rss: bool = False,
 ) -> None:
     fe = fg.add_entry(order="append")  # callers add newest first
     fe.id(entry_id)
-    fe.title(truncate(clean_text(paper.title), 300) or clean_text(paper.id))
-    text = _paper_text(paper, reasons or ())
+    fe.title(title_of(paper))
     url = safe_url(paper.url)
     if url:
         fe.link(href=url, rel="alternate")
-    fe.summary(_paper_text(paper))
-    if reasons is not None or not url:
-        # Atom needs content when there is no link; the private feed shows the reasons.
-        fe.content(text, type="text")
+    if rss:
+        # An RSS description is HTML whatever it holds: plain text is escaped into
+        # paragraphs, or a title's "<script>" would reach the reader as a tag.
+        paragraphs = _paper_parts(paper, reasons or ())
+        fe.description("".join(f"<p>{escape(part)}</p>" for part in paragraphs))
+    else:
+        fe.summary("\n\n".join(_paper_parts(paper)), type="text")
+        if reasons is not None or not url:
+            # Atom needs content when there is no link; the private feed shows the reasons.
+            fe.content("\n\n".join(_paper_parts(paper, reasons or ())), type="text")
     for name in paper.authors[:MAX_AUTHORS]:
         cleaned = truncate(clean_text(name), 100)
         if cleaned:
@@ -120,9 +136,10 @@ def public_feeds(papers: Sequence[Paper], *, title: str, base_url: str) -> tuple
         fg = _generator(
             title, _tag(host, "feeds/papers"), f"{base}/feeds/papers.{suffix}", media_type, base
         )
-        fg.subtitle(f"{clean_text(title) or 'Papers'}: trending research papers, newest first")
+        fg.subtitle("Trending research papers, newest day first")
         for paper in ordered:
-            _add_entry(fg, _tag(host, f"paper/{paper.id}"), paper, midnight(paper.day))
+            entry_id = _tag(host, f"paper/{paper.id}")
+            _add_entry(fg, entry_id, paper, midnight(paper.day), rss=suffix == "rss")
         _finish(fg, (midnight(paper.day) for paper in ordered))
         outputs.append(fg.atom_str(pretty=True) if suffix == "atom" else fg.rss_str(pretty=True))
     return outputs[0], outputs[1]

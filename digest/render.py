@@ -1,155 +1,58 @@
 """One digest as an email: the text and HTML parts, the subject, and the message around them.
 
-Paper text comes from the web and is treated as hostile. Every string is cleaned of control
-and bidi-override characters and bounded in length before it reaches a template or a header
-(`PaperView` holds only cleaned values), only http(s) URLs become links, and the HTML
-environment autoescapes. The stylesheet is inlined into the HTML templates once, when the
-`Renderer` loads them (see `digest.inline`), so rendering a message is plain Jinja.
+Paper text comes from the web and is treated as hostile: every string goes through
+`digest.sanitize` before it reaches a template or a header (`PaperView` holds only cleaned
+values), only http(s) URLs become links, and the HTML environment autoescapes. The
+stylesheet is inlined into the HTML templates once, when the `Renderer` loads them (see
+`digest.inline`), so rendering a message is plain Jinja.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import hashlib
 import logging
 import re
 import textwrap
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import jinja2
 
 import digest as _package
 from digest.errors import DigestError
-from digest.ids import is_arxiv_id
 from digest.inline import InliningLoader, is_html
 from digest.models import Digest, Link, Paper
+from digest.sanitize import (
+    and_list,
+    author_line,
+    clean_header_text,
+    clean_text,
+    plural,
+    reasons_line,
+    safe_url,
+    summary,
+    title_of,
+    truncate,
+)
+from digest.subject import long_date, subject_for
 
 log = logging.getLogger(__name__)
 
 WIDTH = 78
-SUMMARY_CHARS = 300
-TITLE_CHARS = 300
 MAX_LINKS = 6
-MAX_URL_CHARS = 500
 GMAIL_CLIPS_AT = 102 * 1024
-_SCAN_CHARS = 20_000  # enough raw text for any summary; a 1 MB abstract is never scanned whole
-
-# Control characters (C0, DEL, C1), line/paragraph separators, bidi embeddings, overrides and
-# isolates, lone surrogates (they cannot be encoded) and the XML non-characters.
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
-)
-_SPACES = re.compile(r"\s+")
-_ABBREVIATIONS = frozenset(
-    [
-        *("e.g.", "i.e.", "al.", "cf.", "vs.", "etc.", "fig.", "figs.", "eq.", "eqs."),
-        *("sec.", "ref.", "approx.", "resp.", "no.", "vol.", "dr.", "mr."),
-    ]
-)
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?= )")
-_MONTH_NAMES = (
-    *("January", "February", "March", "April", "May", "June", "July", "August"),
-    *("September", "October", "November", "December"),
-)
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+ARCHIVE_FOLDER = "archive/"  # templates of the web archive, not of the email
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _HEADER_URL = re.compile(r"[^\s<>,\"]+")
-
-
-def clean_text(value: str) -> str:
-    """Text safe for any output: no control or bidi-override characters, single spaces."""
-    return _SPACES.sub(" ", _UNSAFE.sub(" ", value)).strip()
-
-
-def truncate(value: str, limit: int) -> str:
-    """Cut at a word boundary so the result, "…" included, is at most `limit` characters."""
-    if len(value) <= limit:
-        return value
-    head = value[: limit - 1]
-    if " " in head[limit // 2 :]:
-        head = head.rsplit(" ", 1)[0]
-    return head.rstrip(" ,;:.") + "…"
-
-
-def clean_header_text(value: str, limit: int = 150) -> str:
-    """Scraped text made fit for a header: one line, no controls, bounded.
-
-    CR/LF would let a title add header fields; bidi overrides would let it disguise itself.
-    """
-    return truncate(clean_text(value), limit)
-
-
-def safe_url(url: str | None) -> str | None:
-    """The URL when it is an absolute http(s) URL fit to print; None otherwise."""
-    if not url:
-        return None
-    url = url.strip()
-    if len(url) > MAX_URL_CHARS or _UNSAFE.search(url) or any(c.isspace() for c in url):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return url
-
-
-def _sentence_ends(text: str) -> Iterator[int]:
-    """Offsets just after each sentence end, skipping "e.g." and friends."""
-    for found in _SENTENCE_END.finditer(text):
-        word_start = text.rfind(" ", 0, found.start()) + 1
-        if text[word_start : found.start() + 1].lower() in _ABBREVIATIONS:
-            continue
-        following = text[found.end() + 1 : found.end() + 2]
-        if following.islower():
-            continue
-        yield found.end()
-
-
-def first_sentences(text: str, limit: int = SUMMARY_CHARS) -> str:
-    """Whole sentences from the start of `text`, about `limit` characters.
-
-    A first sentence up to a third longer than `limit` is kept whole rather than cut; only
-    a text with no sentence end near the limit is cut at a word, with "…".
-    """
-    if len(text) <= limit:
-        return text
-    cut = 0
-    for end in _sentence_ends(text[: limit * 2]):
-        if end <= limit:
-            cut = end
-            continue
-        if cut == 0 and end <= limit * 4 // 3:
-            cut = end
-        break
-    return text[:cut] if cut else truncate(text, limit)
-
-
-def summary(paper: Paper) -> str:
-    """The paper's AI summary when it has one, else the opening sentences of its abstract."""
-    for source in (paper.ai_summary or "", paper.abstract):
-        text = clean_text(source[:_SCAN_CHARS])
-        if text:
-            return first_sentences(text)
-    return ""
-
-
-def author_line(authors: Sequence[str]) -> str:
-    """Up to three names, then "et al.": a paper may list hundreds of authors."""
-    names = [truncate(clean_text(name), 80) for name in authors[:4]]
-    names = [name for name in names if name]
-    if len(authors) > 3:
-        return ", ".join(names[:3]) + " et al."
-    return ", ".join(names)
 
 
 def message_id_for(subscriber_email: str, digest_key: str, domain: str) -> str:
@@ -193,10 +96,6 @@ class PaperView:
     links: tuple[Link, ...]
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def _paper_links(paper: Paper) -> tuple[Link, ...]:
     """The paper's links, http(s) only; built from its ids when the source gave none."""
     links = list(paper.links)
@@ -219,10 +118,10 @@ def _paper_links(paper: Paper) -> tuple[Link, ...]:
 def paper_view(number: int, paper: Paper, reasons: Sequence[str]) -> PaperView:
     stats = []
     if paper.upvotes or paper.comments:
-        stats = [_plural(paper.upvotes, "upvote"), _plural(paper.comments, "comment")]
+        stats = [plural(paper.upvotes, "upvote"), plural(paper.comments, "comment")]
     return PaperView(
         number=f"{number}.".ljust(4),
-        title=truncate(clean_text(paper.title), TITLE_CHARS) or paper.id,
+        title=title_of(paper),
         url=safe_url(paper.url),
         authors=author_line(paper.authors),
         stats=" · ".join(stats),
@@ -232,70 +131,12 @@ def paper_view(number: int, paper: Paper, reasons: Sequence[str]) -> PaperView:
     )
 
 
-def reasons_line(reasons: Sequence[str]) -> str:
-    """The match reasons as one bounded line: "title: mamba; abstract: state space"."""
-    return truncate("; ".join(r for r in (clean_text(reason) for reason in reasons) if r), 300)
-
-
-def _reason_terms(reason: str) -> Iterator[str]:
-    """The matched terms of a reason: "title: mamba; abstract: state space, ssm" gives
-    mamba, state space and ssm."""
-    for part in reason.split(";"):
-        _, colon, terms = part.partition(":")
-        for term in (terms if colon else part).split(","):
-            term = clean_text(term).strip("\"'“”")
-            if term and not is_arxiv_id(term):
-                yield term
-
-
-def topics(digest: Digest, limit: int = 2) -> list[str]:
-    """What this issue is about: the matched terms most papers share, else the first keywords."""
-    counts: Counter[str] = Counter()  # papers per term
-    shown: dict[str, str] = {}  # first spelling of each term, in order of first appearance
-    for match in digest.matches:
-        terms = {t.lower(): t for reason in match.reasons for t in _reason_terms(reason)}
-        counts.update(terms.keys())
-        for key, term in terms.items():
-            shown.setdefault(key, term)
-    ranked = sorted(shown, key=lambda key: -counts[key])  # stable: ties keep their order
-    chosen = [truncate(shown[key], 40) for key in ranked[:limit]]
-    if not chosen:
-        keywords = (clean_text(k) for k in digest.subscriber.interests.keywords)
-        chosen = [truncate(k, 40) for k in keywords if k][:limit]
-    return chosen
-
-
-def _and(words: Sequence[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def _short_date(digest: Digest) -> str:
-    day = digest.date
-    text = f"{day.day} {_MONTH_NAMES[day.month - 1][:3]}"
-    return f"week of {text}" if "W" in digest.key else f"{_DAYS[day.weekday()][:3]} {text}"
-
-
-def _long_date(digest: Digest) -> str:
-    day = digest.date
-    text = f"{_DAYS[day.weekday()]} {day.day} {_MONTH_NAMES[day.month - 1]} {day.year}"
-    return f"Week of {text}" if "W" in digest.key else text
-
-
-def subject_for(digest: Digest) -> str:
-    """The count and what it is about: "5 papers on quantization and robots — Mon 5 Jan"."""
-    about = topics(digest)
-    on = f" on {_and(about)}" if about else ""
-    count = len(digest.matches)
-    head = _plural(count, "paper") if count else "No new papers"
-    return clean_header_text(f"{head}{on} — {_short_date(digest)}")
-
-
 def _interests_phrase(digest: Digest) -> str:
     interests = digest.subscriber.interests
     words = [clean_text(w) for w in (*interests.keywords, *interests.authors)]
     words = [truncate(w, 40) for w in words if w]
     if words:
-        return _and(words[:3]) if len(words) <= 3 else ", ".join(words[:3]) + " and more"
+        return and_list(words[:3]) if len(words) <= 3 else ", ".join(words[:3]) + " and more"
     return truncate(clean_text(interests.description), 80) or "the papers you asked for"
 
 
@@ -325,7 +166,7 @@ def builtin_templates() -> Path:
     return inside if inside.is_dir() else package.parent / "templates"
 
 
-def _loader(templates: Path | None) -> jinja2.BaseLoader:
+def template_loader(templates: Path | None) -> jinja2.BaseLoader:
     """User folder first, then the built-ins, which stay reachable as "default:NAME"."""
     builtin = builtin_templates()
     if templates is not None and not templates.is_dir():
@@ -339,7 +180,7 @@ def _loader(templates: Path | None) -> jinja2.BaseLoader:
     )
 
 
-def _template_error(error: jinja2.TemplateError) -> DigestError:
+def template_error(error: jinja2.TemplateError) -> DigestError:
     """One readable line naming the template (and line) that failed."""
     if isinstance(error, jinja2.TemplateNotFound):
         return DigestError(f"template {error.name} not found (templates folder or built-ins)")
@@ -357,7 +198,7 @@ class Renderer:
 
     def __init__(self, *, title: str, templates: Path | None = None) -> None:
         self.title = truncate(clean_text(title), 100)
-        loader = _loader(templates)
+        loader = template_loader(templates)
         options: dict[str, Any] = {
             "undefined": jinja2.StrictUndefined,
             "trim_blocks": True,
@@ -372,13 +213,15 @@ class Renderer:
             )
             self.text_env = jinja2.Environment(loader=loader, autoescape=False, **options)
             self.text_env.filters["wrap"] = wrap
-            # Every HTML template (partials too) is loaded and inlined now, not mid-run.
-            for name in filter(is_html, loader.list_templates()):
-                self.html_env.get_template(name)
+            # Every HTML template of the email (partials too) is loaded and inlined now, not
+            # mid-run; the web archive's pages (digest.archive) keep their <style> block.
+            for name in loader.list_templates():
+                if is_html(name) and ARCHIVE_FOLDER not in name:
+                    self.html_env.get_template(name)
             self.html_template = self.html_env.get_template(self.HTML)
             self.text_template = self.text_env.get_template(self.TEXT)
         except jinja2.TemplateError as error:
-            raise _template_error(error) from error
+            raise template_error(error) from error
 
     def context(self, digest: Digest, links: DigestLinks) -> dict[str, Any]:
         """What both templates see; every value is cleaned text or a checked URL."""
@@ -393,9 +236,9 @@ class Renderer:
             "title": self.title,
             "subject": subject,
             "preheader": truncate(preheader, 100),
-            "date_long": _long_date(digest),
+            "date_long": long_date(digest),
             "count": count,
-            "count_label": _plural(count, "paper") if count else "no papers",
+            "count_label": plural(count, "paper") if count else "no papers",
             "name": truncate(clean_text(digest.subscriber.name), 80),
             "interests": _interests_phrase(digest),
             "papers": papers,
@@ -412,7 +255,7 @@ class Renderer:
             text = self.text_template.render(context)
             html = self.html_template.render(context)
         except jinja2.TemplateError as error:
-            raise _template_error(error) from error
+            raise template_error(error) from error
         if len(html.encode("utf-8")) > GMAIL_CLIPS_AT:
             log.warning("the email for %s is over 102 KB: Gmail will clip it", digest.key)
         return RenderedEmail(subject=context["subject"], text=_tidy_text(text), html=html)
@@ -449,9 +292,22 @@ class Renderer:
         msg["List-Id"] = f"<{list_id}>"
         msg["List-Unsubscribe"] = f"<{unsubscribe}>, <{mailto}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        _check_headers(msg, digest.key)
         msg.set_content(rendered.text, charset="utf-8", cte="quoted-printable")
         msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
         return msg
+
+
+def _check_headers(msg: EmailMessage, key: str) -> None:
+    """Defence in depth: the headers, written out and read back, are the ones we set.
+
+    Python re-parses a header to fold it, decoding any encoded word it finds; a decoded
+    line break would then start a new field (CVE-2024-6923, fixed only in 3.11.10).
+    """
+    written = email.message_from_bytes(msg.as_bytes(policy=SMTP), policy=email.policy.default)
+    values = [str(value) for value in written.values()]
+    if written.keys() != msg.keys() or any("\r" in v or "\n" in v for v in values):
+        raise DigestError(f"the email for {key} would not keep its headers; not sent")
 
 
 def _header_url(url: str, schemes: tuple[str, ...]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import feedparser
 import pytest
+from lxml import etree
 
 from digest.errors import DigestError
 from digest.feeds import public_feeds, subscriber_feed, write_atomic
@@ -217,3 +218,100 @@ def test_write_atomic_keeps_the_file_readable_by_the_web_server(tmp_path: Path) 
     path.chmod(0o640)
     write_atomic(path, b"b")
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+SCHEMA = Path(__file__).parent / "fixtures" / "schemas" / "atom.rng"
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def assert_valid_atom(data: bytes) -> None:
+    """RFC 4287: the RELAX NG schema of its Appendix B (libxml2, as xmllint runs it) and
+    the two rules the schema states only as Schematron annotations."""
+    schema = etree.RelaxNG(etree.parse(str(SCHEMA)))
+    document = etree.fromstring(data)
+    assert schema.validate(document), schema.error_log.last_error
+    feed_has_author = document.find(f"{ATOM}author") is not None
+    for entry in document.iter(f"{ATOM}entry"):
+        assert feed_has_author or entry.find(f"{ATOM}author") is not None
+        links = entry.findall(f"{ATOM}link")
+        alternate = [link for link in links if link.get("rel", "alternate") == "alternate"]
+        assert alternate or entry.find(f"{ATOM}content") is not None
+
+
+def test_the_schema_refuses_what_rfc_4287_forbids(monday: list[Paper]) -> None:
+    atom, _ = public_feeds(monday[:2], title="T", base_url=BASE)
+    assert_valid_atom(atom)
+    broken = [
+        atom.replace(b"<updated>2026-01-05T00:00:00+00:00</updated>", b"<updated>Monday</updated>"),
+        atom.replace(b"<id>tag:papers.example.org,2026:feeds/papers</id>", b""),
+        atom.replace(b"<entry>", b"<entry><bogus/>", 1),
+    ]
+    schema = etree.RelaxNG(etree.parse(str(SCHEMA)))
+    for data in broken:
+        assert data != atom
+        assert not schema.validate(etree.fromstring(data))
+
+
+def test_public_and_private_atom_feeds_validate_against_rfc_4287(
+    monday: list[Paper], tuesday: list[Paper]
+) -> None:
+    atom, _ = public_feeds(monday + tuesday, title="Trending papers", base_url=BASE)
+    assert_valid_atom(atom)
+    digests = [
+        digest_for(monday[:2], dt.date(2026, 1, 5), "2026-01-05"),
+        digest_for(tuesday[:3], dt.date(2026, 1, 6), "2026-01-06"),
+    ]
+    assert_valid_atom(subscriber_feed(digests, title="T", base_url=BASE, feed_path=FEED_PATH))
+    no_link = dataclasses.replace(monday[0], url="javascript:alert(1)", authors=())
+    assert_valid_atom(public_feeds([no_link], title="T", base_url=BASE)[0])
+    assert_valid_atom(public_feeds([], title="T", base_url=BASE)[0])
+
+
+def test_rss_descriptions_are_html_with_paper_text_escaped_once_more(
+    monday: list[Paper],
+) -> None:
+    hostile = dataclasses.replace(
+        monday[0],
+        title="<script>alert(1)</script> & co",
+        ai_summary='<img src=x onerror="alert(2)"> Fast & small.',
+        authors=("Eve <eve@evil.test>",),
+    )
+    _, rss = public_feeds([hostile], title="T", base_url=BASE)
+    description = etree.fromstring(rss).find("channel/item/description")
+    assert description is not None and description.text is not None
+    # The description is HTML: the paper's markup is text inside it, not tags.
+    assert description.text == (
+        "<p>&lt;img src=x onerror=&quot;alert(2)&quot;&gt; Fast &amp; small.</p>"
+        "<p>Authors: Eve &lt;eve@evil.test&gt;</p>"
+    )
+    entry = parse(rss).entries[0]
+    assert entry.title == "<script>alert(1)</script> & co"
+    assert "<img" not in entry.summary and "&lt;img src=x" in entry.summary
+
+
+def test_a_one_megabyte_abstract_emoji_and_non_latin_names_make_a_small_valid_entry(
+    monday: list[Paper],
+) -> None:
+    paper = dataclasses.replace(
+        monday[0],
+        title="Ærøskøbing: 大规模模型 🚀 👩\u200d🔬 for العربية",
+        abstract="A sentence that goes on for quite a while here. " * 21_000,
+        ai_summary=None,
+        authors=("李雷", "Анна Каренина", "محمد", "Zoë\u202e Ådá"),
+    )
+    assert len(paper.abstract) > 1_000_000
+    atom, rss = public_feeds([paper], title="T", base_url=BASE)
+    private = subscriber_feed(
+        [digest_for([paper], dt.date(2026, 1, 5), "2026-01-05")],
+        title="T",
+        base_url=BASE,
+        feed_path=FEED_PATH,
+    )
+    for data in (atom, rss, private):
+        assert len(data) < 5_000
+        entry = parse(data).entries[0]
+        assert entry.title == paper.title
+    names = [author.name for author in parse(atom).entries[0].authors]
+    assert names == ["李雷", "Анна Каренина", "محمد", "Zoë Ådá"]
+    assert_valid_atom(atom)
+    assert_valid_atom(private)

@@ -8,6 +8,8 @@ import email
 import email.policy
 import json
 import re
+from collections.abc import Callable
+from email.headerregistry import Address
 from email.message import EmailMessage
 from html import unescape
 from html.parser import HTMLParser
@@ -17,16 +19,19 @@ from typing import Any
 import css_inline
 import pytest
 
+from digest.config import Config
 from digest.errors import DigestError
 from digest.models import Digest, Interests, Link, Match, Paper, Subscriber
+from digest.pipeline import run
+from digest.preview import preview
 from digest.render import (
     DigestLinks,
     Renderer,
+    _check_headers,
     builtin_templates,
-    clean_header_text,
     message_id_for,
-    summary,
 )
+from digest.sanitize import clean_header_text, summary
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hf" / "api-month" / "2026-01-05.json"
 LINKS = DigestLinks(
@@ -429,7 +434,7 @@ def test_authors_show_the_first_three_then_et_al(renderer: Renderer, papers: lis
     assert "E Five, F Six\n" in text
 
 
-def test_the_subject_counts_the_papers_and_names_the_commonest_matched_terms(
+def test_without_a_keyword_match_the_subject_names_the_commonest_matched_terms(
     renderer: Renderer, papers: list[Paper]
 ) -> None:
     matches = (
@@ -531,5 +536,172 @@ def test_a_template_error_names_the_template_and_line(tmp_path: Path, papers: li
 
 
 def test_no_builtin_template_marks_anything_safe() -> None:
-    for path in builtin_templates().iterdir():
+    paths = [path for path in builtin_templates().rglob("*") if path.is_file()]
+    assert len(paths) >= 8  # the email's templates and the archive's
+    for path in paths:
         assert "|safe" not in path.read_text("utf-8").replace(" ", ""), path.name
+
+
+def digest_with(who: Subscriber, papers: list[Paper], *reasons: tuple[str, ...]) -> Digest:
+    matches = tuple(Match(paper, 1.0, why) for paper, why in zip(papers, reasons, strict=False))
+    return Digest(who, "2026-01-06", dt.date(2026, 1, 6), matches)
+
+
+def test_the_subject_names_the_subscribers_keywords_that_the_papers_matched(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    who = subscriber(keywords=("robot", "video generation", "Diffusion"))
+    digest = digest_with(
+        who,
+        papers,
+        ("title: Video Generation", "abstract: modeling, diffusion"),
+        ("abstract: Diffusion, modeling, language",),
+        ("keywords: diffusion models", "abstract: modeling"),
+        ("abstract: video generation, language",),
+    )
+    # "diffusion" accounts for three papers; "video generation" for the fourth; the
+    # description's "modeling" and "language" never make the subject.
+    expected = "4 papers on Diffusion and video generation — Tue 6 Jan"
+    assert renderer.render(digest, LINKS).subject == expected
+
+
+def test_a_word_of_a_keyword_names_a_paper_that_matched_only_that_word(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    who = subscriber(keywords=("world model", "robotic manipulation"))
+    digest = digest_with(
+        who,
+        papers,
+        ("title: World Model", "abstract: world model"),
+        ("abstract: Vision, agentic, manipulation",),
+    )
+    subject = renderer.render(digest, LINKS).subject
+    assert subject == "2 papers on world model and manipulation — Tue 6 Jan"
+    only_part = digest_with(who, papers, ("abstract: manipulation",))
+    assert renderer.render(only_part, LINKS).subject == "1 paper on manipulation — Tue 6 Jan"
+
+
+def test_a_followed_author_can_be_the_topic(renderer: Renderer, papers: list[Paper]) -> None:
+    who = dataclasses.replace(
+        subscriber(keywords=("mamba",)), interests=Interests(authors=("Albert Gu",))
+    )
+    digest = digest_with(who, papers, ("author: A. Gu",), ("author: Albert Gu", "title: SSM"))
+    assert renderer.render(digest, LINKS).subject == "2 papers on Albert Gu — Tue 6 Jan"
+
+
+def test_topics_never_say_the_same_thing_twice(renderer: Renderer, papers: list[Paper]) -> None:
+    who = subscriber(keywords=("diffusion", "diffusion transformer", "stylization"))
+    digest = digest_with(
+        who,
+        papers,
+        ("title: Diffusion Transformer",),
+        ("abstract: diffusion transformer",),
+        ("title: Stylization", "abstract: diffusion"),
+    )
+    subject = renderer.render(digest, LINKS).subject
+    assert subject == "3 papers on diffusion and stylization — Tue 6 Jan"
+
+
+def header_lines(raw: bytes, name: bytes) -> list[bytes]:
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    start = next(i for i, line in enumerate(head) if line.startswith(name + b":"))
+    lines = [head[start]]
+    for line in head[start + 1 :]:
+        if not line.startswith((b" ", b"\t")):
+            break
+        lines.append(line)
+    return lines
+
+
+def test_the_subject_keeps_to_one_header_line_dropping_topics_that_do_not_fit(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    # Python folds a long Subject before an encoded word and leaves a space on both
+    # lines, which readers show as two spaces: a subject that fits is never folded.
+    who = subscriber(keywords=("mixture-of-experts", "small language models"))
+    digest = digest_with(
+        who, papers, ("title: Mixture-of-Experts",), ("abstract: small language models",)
+    )
+    raw, message = send(renderer, digest)
+    assert header_lines(raw, b"Subject") == [
+        b"Subject: 2 papers on mixture-of-experts =?utf-8?b?4oCU?= Tue 6 Jan"
+    ]
+    assert message["Subject"] == "2 papers on mixture-of-experts — Tue 6 Jan"
+    short = subscriber(keywords=("moe", "slm"))
+    digest = digest_with(short, papers, ("title: MoE",), ("abstract: SLM",))
+    assert renderer.render(digest, LINKS).subject == "2 papers on moe and slm — Tue 6 Jan"
+
+
+def test_emoji_and_non_latin_text_arrive_intact_in_both_parts_and_the_headers(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    title = "Ærøskøbing: 大规模模型 🚀 for Ελληνικά and العربية 👩\u200d🔬"
+    authors = ("李雷", "Zoë Ådá", "Анна Каренина", "محمد")
+    paper = dataclasses.replace(papers[0], title=title, authors=authors)
+    who = subscriber(name="Łukasz 李", keywords=("模型",))
+    raw, message = send(renderer, make_digest([paper], reasons=("title: 模型",), who=who))
+    text, html = parts(message)
+    for part in (squash(text), squash(unescape(" ".join(Tags(html).text)))):
+        assert title in part
+        assert "李雷, Zoë Ådá, Анна Каренина et al." in part
+    assert message["Subject"] == "1 paper on 模型 — Mon 5 Jan"
+    assert message["To"].addresses[0].display_name == "Łukasz 李"
+    raw.decode("ascii")
+
+
+def test_a_paper_without_a_title_shows_its_cleaned_id(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    paper = dataclasses.replace(papers[0], title=" \u202e ", id="feed:\r\nBcc: x@evil.test")
+    _, message = send(renderer, make_digest([paper]))
+    text, html = parts(message)
+    assert "feed: Bcc: x@evil.test" in text and "feed: Bcc: x@evil.test" in html
+    assert message["Bcc"] is None
+
+
+def test_preview_writes_the_email_as_html_text_and_eml_that_agree(
+    make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    config = make_config()
+    run(config, today=dt.date(2026, 1, 5))
+    written = preview(config, "vision", day=dt.date(2026, 1, 5), output=tmp_path / "out")
+    assert sorted(path.suffix for path in written) == [".eml", ".html", ".txt"]
+    files = {path.suffix: path.read_bytes() for path in written}
+    message = email.message_from_bytes(files[".eml"], policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    assert message["To"].addresses[0].addr_spec == "vision@example.org"
+    text, html = (part.replace("\r\n", "\n").rstrip("\n") for part in parts(message))
+    assert html == files[".html"].decode("utf-8").rstrip("\n")
+    assert text == files[".txt"].decode("utf-8").rstrip("\n")
+    count = html.count('class="paper-cell"')
+    assert count >= 1
+    assert message["Subject"].startswith(f"{count} paper")
+
+
+def test_an_encoded_word_in_paper_text_cannot_smuggle_a_header_line(
+    renderer: Renderer, papers: list[Paper]
+) -> None:
+    # The encoded word is "\r\nBcc: x@e.t": after cleaning it is plain ASCII, but the
+    # header parser would decode it, and Python before 3.11.10 writes CR/LF out as is.
+    smuggled = "=?utf-8?q?=0D=0ABcc:_x@e.t?="
+    who = subscriber(name=f"Ada {smuggled}", keywords=(smuggled,))
+    digest = make_digest(papers[:1], reasons=(f"title: {smuggled}",), who=who)
+    raw, message = send(renderer, digest)
+    assert not re.search(rb"(?im)^bcc:", raw)
+    assert message["Bcc"] is None
+    assert "\n" not in str(message["Subject"]) and "\n" not in str(message["To"])
+    assert message["Subject"] == "1 paper on = ?utf-8?q?=0D=0ABcc:_x@e.t?= — Mon 5 Jan"
+    assert message["To"].addresses[0].display_name == "Ada = ?utf-8?q?=0D=0ABcc:_x@e.t?="
+
+
+def test_a_message_whose_headers_would_not_survive_serialising_is_refused() -> None:
+    # The second line of defence, should text ever reach a header uncleaned.
+    msg = EmailMessage()
+    msg["To"] = Address("Ada =?utf-8?q?=0D=0ABcc:_x@e.t?=", "ada", "example.org")
+    msg["Subject"] = "fine"
+    with pytest.raises(DigestError, match="would not keep its headers"):
+        _check_headers(msg, "2026-01-05")
+    safe = EmailMessage()
+    safe["To"] = Address("Zoë", "zoe", "example.org")
+    safe["Subject"] = "2 papers on difusión — Mon 5 Jan"
+    _check_headers(safe, "2026-01-05")
