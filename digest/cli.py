@@ -83,16 +83,39 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "schedule", parents=[common], help="run on [schedule] cron, in the foreground"
     )
+
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve output_dir and the unsubscribe links (web app)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+
+    subscribers = commands.add_parser(
+        "subscribers", parents=[common], help="every subscriber and its state"
+    )
+    change = subscribers.add_mutually_exclusive_group()
+    change.add_argument(
+        "--unsubscribe", metavar="ADDRESS", help="stop sending to ADDRESS (as its link would)"
+    )
+    change.add_argument(
+        "--activate",
+        metavar="ADDRESS",
+        help="send to an unsubscribed or suppressed ADDRESS again; forget its hard failures",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The long-running commands log what they do, with times, as a service should.
+    service = args.command in ("schedule", "serve")
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.ERROR,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if args.verbose or service else logging.ERROR,
+        format=("%(asctime)s " if service else "") + "%(levelname)s %(name)s: %(message)s",
     )
+    if service and not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return _dispatch(args)
     except DigestError as error:
@@ -120,6 +143,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _preview(args, config)
     if command == "status":
         return _status(config)
+    if command == "serve":
+        from digest.serve import serve
+
+        serve(config, args.host, args.port)
+        return EXIT_OK
+    if command == "subscribers":
+        return _subscribers(args, config)
     if command == "schedule":
         from digest.schedule import run_forever
 
@@ -166,9 +196,13 @@ def _check(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
-    from digest.pipeline import run
+    from digest.lock import run_lock
 
-    result = run(config, today=args.date, dry_run=args.dry_run)
+    # The lock first: a second run exits 75 before spending time on imports.
+    with run_lock(config.data_dir):
+        from digest.pipeline import run
+
+        result = run(config, today=args.date, dry_run=args.dry_run, locked=True)
     days = f"{result.days[0]}" + (f"..{result.days[-1]}" if len(result.days) > 1 else "")
     fetched = ", ".join(f"{s.name} {s.papers}" for s in result.sources)
     print(f"{result.run_date}: fetched {days} ({fetched} papers)")
@@ -180,6 +214,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     if not result.dry_run:
         report = result.delivery
         print(f"  sent {report.sent}, deferred {report.deferred}, failed {report.failed}")
+        if report.skipped or report.suppressed:
+            print(f"  skipped {report.skipped} (unsubscribed), suppressed {report.suppressed}")
     return EXIT_OK
 
 
@@ -188,6 +224,25 @@ def _preview(args: argparse.Namespace, config: Config) -> int:
 
     for path in preview(config, args.subscriber, day=args.date, output=args.output):
         print(path)
+    return EXIT_OK
+
+
+def _subscribers(args: argparse.Namespace, config: Config) -> int:
+    from digest.store import ACTIVE, UNSUBSCRIBED, Store
+    from digest.subscribers import format_rows, set_state, subscriber_rows
+
+    store = Store(config.database)
+    try:
+        if args.unsubscribe or args.activate:
+            address = args.unsubscribe or args.activate
+            state = UNSUBSCRIBED if args.unsubscribe else ACTIVE
+            changed = set_state(config, store, address, state, "set by the operator")
+            print(f"{address}: {state}" + ("" if changed else " (already)"))
+            return EXIT_OK
+        for line in format_rows(subscriber_rows(config, store)):
+            print(line)
+    finally:
+        store.close()
     return EXIT_OK
 
 

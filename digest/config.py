@@ -63,6 +63,7 @@ class DeliveryConfig:
     password_env: str | None = None
     maildir: Path | None = None
     timeout: float = 30.0
+    rate: float = 10.0  # SMTP messages per second; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,7 @@ _DELIVERY_KEYS = (
     "password_env",
     "maildir",
     "timeout",
+    "rate",
 )
 _PASSWORD_HINT = (
     "the password never goes in the file: set password_env to the name of an environment "
@@ -455,6 +457,10 @@ def _delivery(table: Table, base: Path) -> DeliveryConfig:
     timeout = table.number("timeout", 30.0)
     if timeout <= 0:
         raise table.error("timeout", message=f"must be more than 0 seconds, got {timeout:g}")
+    rate = table.number("rate", DeliveryConfig.rate)
+    if not 0 <= rate < float("inf"):
+        message = f"messages per second must be 0 (no limit) or a positive number, got {rate:g}"
+        raise table.error("rate", message=message)
     return DeliveryConfig(
         transport=transport,
         host=host,
@@ -464,6 +470,7 @@ def _delivery(table: Table, base: Path) -> DeliveryConfig:
         password_env=password_env,
         maildir=_path(table, "maildir", base, "maildir"),
         timeout=timeout,
+        rate=rate,
     )
 
 

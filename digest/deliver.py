@@ -1,9 +1,13 @@
 """Draining the outbox: SMTP or a local Maildir.
 
 Messages are rendered and queued before anything is sent (see `store.queue`), so delivery
-only moves rows: queued → sent, deferred (4xx, retried later) or failed (5xx). A crash
-between the server's "250" and our commit can send one message twice, with the same
+only moves rows: queued → sent, deferred (4xx: retried a few times within the run, then on
+later runs), failed (5xx) or skipped (the subscriber left after the digest was queued). A
+crash between the server's "250" and our commit can send one message twice, with the same
 Message-ID; nothing else can.
+
+An address refused permanently `HARD_FAILURE_LIMIT` times in a row is suppressed: later
+runs neither plan nor send anything for it until `digest subscribers --activate` says so.
 """
 
 from __future__ import annotations
@@ -16,18 +20,29 @@ import mailbox
 import os
 import smtplib
 import ssl
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from digest.config import DeliveryConfig
 from digest.errors import DeliveryError
-from digest.store import Store
+from digest.store import ACTIVE, Delivery, Store
 
 log = logging.getLogger(__name__)
 
+# Waits before the second and third pass over messages that got a 4xx within one run;
+# whatever still fails is deferred to later runs with RETRY_BASE doubling up to RETRY_MAX.
+IN_RUN_RETRY_DELAYS: tuple[float, ...] = (2.0, 10.0)
 RETRY_BASE = dt.timedelta(minutes=5)
 RETRY_MAX = dt.timedelta(hours=6)
+# RFC 5321 §4.5.4.1: give up on a temporarily refused message after 4-5 days.
+GIVE_UP_AFTER = dt.timedelta(days=5)
+HARD_FAILURE_LIMIT = 3
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
 
 
 class Transport(Protocol):
@@ -42,6 +57,28 @@ class TransientError(Exception):
 
 class PermanentError(Exception):
     """The server refused the message for good (5xx)."""
+
+
+class RateLimit:
+    """At most `per_second` calls to `wait()` per second (0: no limit), spaced evenly so a
+    batch never bursts."""
+
+    def __init__(
+        self, per_second: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
+    ) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.clock = clock
+        self.sleep = sleep
+        self._next: float | None = None
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = self.clock()
+        if self._next is not None and now < self._next:
+            self.sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
 
 
 class MaildirTransport:
@@ -66,14 +103,22 @@ class MaildirTransport:
 
 
 class SMTPTransport:
-    """One SMTP connection for the whole batch, reconnected if the server drops it.
+    """One SMTP connection for the whole batch, reconnected if the server drops it, paced
+    at `settings.rate` messages per second.
 
     TLS certificates are always verified (`ssl.create_default_context`; set
     `SSL_CERT_FILE` to trust a private CA). The password comes from the environment.
     """
 
-    def __init__(self, settings: DeliveryConfig) -> None:
+    def __init__(
+        self,
+        settings: DeliveryConfig,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         self.settings = settings
+        self.rate = RateLimit(settings.rate, clock, sleep)
         self._connection: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
@@ -114,6 +159,7 @@ class SMTPTransport:
         return password
 
     def send(self, sender: str, recipient: str, message: bytes) -> None:
+        self.rate.wait()
         for attempt in (1, 2):
             if self._connection is None:
                 self._connection = self._connect()
@@ -124,17 +170,29 @@ class SMTPTransport:
                 self._connection = None
                 if attempt == 2:
                     raise TransientError(f"server disconnected: {error}") from error
+                log.info("SMTP server disconnected; reconnecting")
             except smtplib.SMTPRecipientsRefused as error:
                 code, text = error.recipients.get(recipient, (550, b"refused"))
-                raise _by_code(code, text) from error
+                raise self._refused(code, text) from error
             except smtplib.SMTPResponseException as error:
-                raise _by_code(error.smtp_code, error.smtp_error) from error
+                raise self._refused(error.smtp_code, error.smtp_error) from error
+
+    def _refused(self, code: int, text: bytes | str) -> Exception:
+        if code == 421:  # "closing transmission channel": the next send needs a new one
+            self._drop()
+        return _by_code(code, text)
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(OSError):
+                self._connection.close()
+            self._connection = None
 
     def close(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._connection.quit()
-            self._connection = None
+            self._drop()
 
 
 def _setup_problem(error: Exception, settings: DeliveryConfig) -> str:
@@ -168,33 +226,107 @@ class DeliveryReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    skipped: int = 0  # the subscriber unsubscribed or was suppressed after queueing
+    suppressed: int = 0  # addresses suppressed by this run
 
 
 def drain_outbox(
-    store: Store, transport: Transport, sender: str, now: dt.datetime
+    store: Store,
+    transport: Transport,
+    sender: str,
+    now: dt.datetime,
+    *,
+    retry_delays: Sequence[float] = IN_RUN_RETRY_DELAYS,
+    sleep: Sleep = time.sleep,
 ) -> DeliveryReport:
-    """Send every due message in the outbox, recording each outcome as it happens."""
+    """Send every due message in the outbox, recording each outcome as it happens.
+
+    Messages refused with a 4xx are tried again after each of `retry_delays` (one pass over
+    all of them per delay, so the wait does not grow with their number), then deferred to
+    a later run. Raises `DeliveryError` when the server cannot be reached at all; what was
+    not sent stays due.
+    """
     envelope_from = email.utils.parseaddr(sender)[1]
-    sent = deferred = failed = 0
-    for delivery in store.due_deliveries(now):
-        attempts = delivery.attempts + 1
-        try:
-            transport.send(envelope_from, delivery.subscriber, delivery.message)
-        except TransientError as error:
-            wait = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_MAX)
-            store.mark_deferred(delivery.id, str(error), now + wait, attempts)
-            log.warning("deferred %s (%s): %s", delivery.subscriber, delivery.digest_key, error)
-            deferred += 1
-            continue
-        except PermanentError as error:
-            store.mark_failed(delivery.id, str(error), attempts)
-            log.error("failed %s (%s): %s", delivery.subscriber, delivery.digest_key, error)
-            failed += 1
-            continue
-        store.mark_sent(delivery.id, dt.datetime.now(dt.UTC))
-        log.info("sent %s to %s", delivery.digest_key, delivery.subscriber)
-        sent += 1
-    return DeliveryReport(sent=sent, deferred=deferred, failed=failed)
+    counts = {"sent": 0, "deferred": 0, "failed": 0, "skipped": 0, "suppressed": 0}
+    tries: dict[int, int] = {}
+    pending = store.due_deliveries(now)
+    errors: dict[int, TransientError] = {}
+    for delay in (None, *retry_delays):
+        if not pending:
+            break
+        if delay is not None:
+            log.info("%d messages refused for now; trying again in %gs", len(pending), delay)
+            sleep(delay)
+        errors = {}
+        for delivery in pending:
+            tries[delivery.id] = tries.get(delivery.id, 0) + 1
+            outcome = _send_one(store, transport, envelope_from, delivery, now, tries)
+            if isinstance(outcome, TransientError):
+                errors[delivery.id] = outcome
+            else:
+                for key in outcome:
+                    counts[key] += 1
+        pending = [delivery for delivery in pending if delivery.id in errors]
+    for delivery in pending:
+        _defer(store, delivery, errors[delivery.id], now, tries[delivery.id], counts)
+    return DeliveryReport(**counts)
+
+
+def _send_one(
+    store: Store,
+    transport: Transport,
+    envelope_from: str,
+    delivery: Delivery,
+    now: dt.datetime,
+    tries: dict[int, int],
+) -> TransientError | tuple[str, ...]:
+    """Send one message and record what happened; a TransientError is left to the caller."""
+    # Re-checked just before sending: an unsubscribe may have come in since queueing.
+    state = store.subscriber_state(delivery.subscriber)
+    if state.state != ACTIVE:
+        store.mark_skipped(delivery.id, state.state)
+        log.info("skipped %s (%s): %s", delivery.subscriber, delivery.digest_key, state.state)
+        return ("skipped",)
+    attempts = delivery.attempts + tries[delivery.id]
+    try:
+        transport.send(envelope_from, delivery.subscriber, delivery.message)
+    except TransientError as error:
+        return error
+    except PermanentError as error:
+        store.mark_failed(delivery.id, str(error), attempts)
+        log.error("failed %s (%s): %s", delivery.subscriber, delivery.digest_key, error)
+        limit = HARD_FAILURE_LIMIT
+        if store.record_hard_failure(delivery.subscriber, str(error), now, limit):
+            log.error("suppressed %s after %d hard failures", delivery.subscriber, limit)
+            return ("failed", "suppressed")
+        return ("failed",)
+    store.mark_sent(delivery.id, dt.datetime.now(dt.UTC), attempts)
+    if state.hard_failures:
+        store.clear_hard_failures(delivery.subscriber)
+    log.info("sent %s to %s", delivery.digest_key, delivery.subscriber)
+    return ("sent",)
+
+
+def _defer(
+    store: Store,
+    delivery: Delivery,
+    error: TransientError,
+    now: dt.datetime,
+    tries: int,
+    counts: dict[str, int],
+) -> None:
+    attempts = delivery.attempts + tries
+    created = dt.datetime.fromisoformat(delivery.created_at)
+    if now - created >= GIVE_UP_AFTER:
+        message = f"gave up after {(now - created).days} days: {error}"
+        store.mark_failed(delivery.id, message, attempts)
+        log.error("failed %s (%s): %s", delivery.subscriber, delivery.digest_key, message)
+        counts["failed"] += 1
+        return
+    wait = min(RETRY_BASE * 2 ** min(attempts - 1, 20), RETRY_MAX)
+    store.mark_deferred(delivery.id, str(error), now + wait, attempts)
+    log.warning("deferred %s (%s): %s", delivery.subscriber, delivery.digest_key, error)
+    counts["deferred"] += 1
 
 
 def check_smtp(settings: DeliveryConfig) -> None:

@@ -5,42 +5,59 @@ A subscriber's `[interests]` compile once into a `Profile`: a small mapping of t
 subscriber asked for the term (a keyword more than a word of the free-text description)
 times how rare the term is among the papers in the store (IDF): "galaxy" in a store of
 astronomy papers says little, "kilonova" says a lot. A paper's score adds up, for
-each profile term it contains, that weight times the evidence: a mention in the title, and
-a saturating count of mentions in the abstract (BM25-style, corrected for the abstract's
-length). A keyword of several words found in a title is enough on its own. A fixed
-threshold keeps weak matches out, so a quiet day sends fewer papers or none. Authors and
-liked papers add to the score; `exclude` vetoes.
+each profile term it contains, that weight times the evidence (`digest.analysis.Hit`): a
+mention in the title, and a saturating count of mentions in the abstract (BM25-style,
+corrected for the abstract's length). A keyword of several words found in a title is
+enough on its own. A fixed threshold keeps weak matches out, so a quiet day sends fewer
+papers or none. Authors and liked papers add to the score; `exclude` vetoes.
 
-A paper's text is analysed once (`analyse`), independently of any subscriber, so a run
-can share that work across its subscribers (`select(..., analysed=...)`).
+`select` serves one subscriber; `digest.index.select_many` serves many at once with the
+same numbers (`judge` below is where both end), so a run analyses each paper once and
+scores a hundred thousand subscribers without a hundred million Python calls.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import re
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from functools import cached_property, lru_cache
 from pathlib import Path
 
-from digest.config import load_subscriber
-from digest.errors import ConfigError, UsageError
-from digest.models import Interests, Match, Paper, Subscriber
-from digest.text import (
-    Clause,
-    Name,
-    Token,
-    acronyms,
-    clauses,
-    name,
-    phrases,
-    same_person,
-    tokens,
+from digest.analysis import (
+    DEFAULT_ABSTRACT_LENGTH,
+    FIELDS,
+    MAX_COUNTED_PHRASE,
+    CorpusStats,
+    Evidence,
+    FieldText,
+    Hit,
+    PaperText,
+    analyse,
+    find_hit,
 )
+from digest.config import load_subscriber
+from digest.errors import ConfigError
+from digest.jsonl import read_papers_jsonl
+from digest.models import Interests, Match, Paper, Subscriber
+from digest.text import Clause, Name, clauses, name, same_person
+
+__all__ = [
+    "WEIGHTS",
+    "CorpusStats",
+    "PaperText",
+    "Profile",
+    "Weights",
+    "analyse",
+    "compile_profile",
+    "judge",
+    "rank_file",
+    "read_papers_jsonl",
+    "score",
+    "score_text",
+    "select",
+]
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +102,6 @@ class Weights:
 
 
 WEIGHTS = Weights()
-# An abstract's length is measured against the store's average, and against this many
-# content words while the store is empty.
-DEFAULT_ABSTRACT_LENGTH = 120.0
-# IDF prior: before a store has papers, every term is taken to occur in PRIOR_RATE of
-# them; the store's own counts take over as it grows past PRIOR_DOCUMENTS papers.
-PRIOR_DOCUMENTS = 20.0
-PRIOR_RATE = 0.01
-# Phrases are counted in the store up to this length; longer ones are estimated.
-MAX_COUNTED_PHRASE = 2
 # A description clause of at most this many words is a list item, not prose.
 ITEM_WORDS = 3
 # Reasons name at most this many matches per field, each worth at least REASON_SHARE of
@@ -102,149 +110,7 @@ MAX_REASON_TERMS = 3
 REASON_SHARE = 0.2
 REASON_FLOOR = 0.1
 
-FIELDS = ("title", "keywords", "abstract")
 _WORDS = re.compile(r"[^\W_]+")
-
-
-# ---------------------------------------------------------------------------------------
-# Papers, analysed once
-
-
-@dataclass(frozen=True)
-class FieldText:
-    """One field of a paper (title, ai_keywords or abstract), ready for phrase look-ups."""
-
-    text: str
-    tokens: tuple[Token, ...]
-    positions: Mapping[str, tuple[int, ...]]
-
-    @classmethod
-    def of(cls, text: str) -> FieldText:
-        toks = tuple(tokens(text))
-        where: dict[str, list[int]] = {}
-        for i, tok in enumerate(toks):
-            where.setdefault(tok.stem, []).append(i)
-        return cls(text, toks, {k: tuple(v) for k, v in where.items()})
-
-    def find(self, words: Sequence[str], acronym: str | None = None) -> list[tuple[int, int]]:
-        """Where the phrase `words` occurs, as (first token, tokens): consecutive content
-        words in one clause, or its `acronym` (except where it is being defined)."""
-        found = []
-        for i in self.positions.get(words[0], ()):
-            if i + len(words) > len(self.tokens):
-                break
-            clause = self.tokens[i].clause
-            if all(
-                self.tokens[i + k].stem == w and self.tokens[i + k].clause == clause
-                for k, w in enumerate(words)
-            ):
-                found.append((i, len(words)))
-        if acronym is not None:
-            defined = {i + n for i, n in found}
-            found += [(i, 1) for i in self.positions.get(acronym, ()) if i not in defined]
-            found.sort()
-        return found
-
-    def surface(self, start: int, length: int) -> str:
-        """The phrase as the paper wrote it (line breaks and runs of spaces as one space)."""
-        written = self.text[self.tokens[start].start : self.tokens[start + length - 1].end]
-        return " ".join(written.split())
-
-
-@dataclass(frozen=True)
-class PaperText:
-    """A paper's analysed text and author names: computed once, shared by every profile."""
-
-    paper: Paper
-    fields: Mapping[str, FieldText]
-    authors: tuple[tuple[str, Name], ...]
-    # Long forms the paper abbreviates (stems → acronym stem), from its title and abstract.
-    acronyms: Mapping[str, str] = field(default_factory=dict)
-
-    def find(self, name: str, words: Sequence[str]) -> list[tuple[int, int]]:
-        """Where the phrase `words` occurs in field `name`, by its acronym too."""
-        return self.fields[name].find(words, self.acronyms.get(" ".join(words)))
-
-    def terms(self, max_len: int) -> set[str]:
-        """Every word and phrase of up to `max_len` words in the paper."""
-        found: set[str] = set()
-        for text in self.fields.values():
-            found.update(term for term, _, _ in phrases(list(text.tokens), max_len))
-        return found
-
-
-def analyse(paper: Paper) -> PaperText:
-    fields = {
-        "title": FieldText.of(paper.title),
-        # One clause per keyword, so no phrase runs from one keyword into the next.
-        "keywords": FieldText.of(". ".join(paper.ai_keywords)),
-        "abstract": FieldText.of(paper.abstract),
-    }
-    defined: dict[str, str] = {}
-    for f in ("title", "abstract"):
-        defined.update(acronyms(fields[f].text, list(fields[f].tokens)))
-    return PaperText(
-        paper=paper,
-        fields=fields,
-        authors=tuple((written, n) for written in paper.authors if (n := name(written))),
-        acronyms=defined,
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# Corpus statistics
-
-
-@dataclass(frozen=True)
-class CorpusStats:
-    """Document frequencies of stemmed terms (and phrases) over a set of papers."""
-
-    documents: int = 0
-    frequencies: Mapping[str, int] = field(default_factory=dict)
-    abstract_length: float = DEFAULT_ABSTRACT_LENGTH
-
-    @classmethod
-    def from_papers(cls, papers: Iterable[Paper]) -> CorpusStats:
-        return cls.from_analysed(analyse(p) for p in papers)
-
-    @classmethod
-    def from_analysed(cls, texts: Iterable[PaperText]) -> CorpusStats:
-        """`from_papers` on papers analysed beforehand (the first of each id counts)."""
-        counts: Counter[str] = Counter()
-        seen: set[str] = set()
-        words = 0
-        for text in texts:
-            if text.paper.id in seen:
-                continue
-            seen.add(text.paper.id)
-            counts.update(text.terms(MAX_COUNTED_PHRASE))
-            words += len(text.fields["abstract"].tokens)
-        # A phrase seen once says little more than one never seen; keeping only repeated
-        # phrases keeps the table small for a store of many thousand papers.
-        kept = {t: n for t, n in counts.items() if n > 1 or " " not in t}
-        length = words / len(seen) if words else DEFAULT_ABSTRACT_LENGTH
-        return cls(len(seen), kept, length)
-
-    def frequency(self, term: str) -> int:
-        """In how many papers `term` occurs (for long phrases: at most how many).
-
-        A phrase missing from the table counts as seen once: phrases seen once are not
-        kept, and the papers being scored are in the store, so a phrase that matches one
-        has been seen at least once.
-        """
-        words = term.split()
-        if len(words) == 1:
-            return self.frequencies.get(term, 0)
-        unseen = 1 if self.documents else 0
-        return min(
-            self.frequencies.get(" ".join(words[i : i + MAX_COUNTED_PHRASE]), unseen)
-            for i in range(max(len(words) - MAX_COUNTED_PHRASE + 1, 1))
-        )
-
-    def idf(self, term: str) -> float:
-        """log(1 / share of papers holding `term`), the share smoothed by the prior."""
-        held = self.frequency(term) + PRIOR_DOCUMENTS * PRIOR_RATE
-        return math.log((self.documents + PRIOR_DOCUMENTS) / held)
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,17 +140,58 @@ class Profile:
     def threshold(self) -> float:
         return self.weights.threshold
 
+    @cached_property
+    def combined(self) -> tuple[tuple[str, float], ...]:
+        """Every term with its whole weight (asked and liked), in one fixed order."""
+        total = dict(self.terms)
+        for _, terms in sorted(self.liked.items()):
+            for term, weight in terms.items():
+                total[term] = total.get(term, 0.0) + weight
+        return tuple(sorted(total.items()))
+
+    @cached_property
+    def notable(self) -> Mapping[str, float]:
+        """The asked terms that can be named as a reason: those that could be worth
+        REASON_FLOOR of the threshold in some field (most words of prose cannot)."""
+        w = self.weights
+        most = max(w.title, w.ai_keywords, w.saturation + 1)
+        floor = REASON_FLOOR * self.threshold
+        return {t: v for t, v in self.terms.items() if v * most >= floor or t in self.phrases}
+
+    @cached_property
+    def weight_of(self) -> Mapping[str, float]:
+        """`combined` as a mapping."""
+        return dict(self.combined)
+
+    @cached_property
+    def settles(self) -> tuple[tuple[str, float], ...]:
+        """Per keyword phrase, what a title mention adds to reach the threshold."""
+        title = self.weights.title
+        return tuple(
+            (t, max(self.threshold - title * self.terms[t], 0.0)) for t in sorted(self.phrases)
+        )
+
+    @cached_property
+    def evidence(self) -> Evidence:
+        w = self.weights
+        return Evidence(
+            w.title, w.ai_keywords, w.saturation, w.length_normalisation, self.abstract_length
+        )
+
 
 def compile_profile(
     interests: Interests,
     stats: CorpusStats,
     liked_papers: Sequence[Paper] = (),
     weights: Weights = WEIGHTS,
+    *,
+    distinctive: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Profile:
     """Compile `[interests]` into a `Profile`.
 
-    Raises ValueError when the interests give nothing to match on: no keyword or
-    description word, no author and no liked paper.
+    `distinctive` (paper id → `distinctive_terms`) spares recomputing a liked paper's
+    terms when many subscribers like it. Raises ValueError when the interests give
+    nothing to match on: no keyword or description word, no author and no liked paper.
     """
     asked: dict[str, float] = {}
 
@@ -298,9 +205,9 @@ def compile_profile(
                 add(word, weights.part * weight)
 
     for keyword in interests.keywords:
-        for clause in clauses(keyword):
+        for clause in _clauses(keyword):
             add_item(clause.stems, weights.keyword)
-    for clause in clauses(interests.description):
+    for clause in _clauses(interests.description):
         if clause.words <= ITEM_WORDS:
             add_item(clause.stems, weights.description_item)
             continue
@@ -314,17 +221,28 @@ def compile_profile(
             "interests give nothing to match: add keywords, a description, authors or liked"
         )
     wanted = set(interests.liked)
+    liked = {}
+    for paper in liked_papers:
+        if paper.id in wanted and paper.id not in liked:
+            known = distinctive.get(paper.id) if distinctive is not None else None
+            liked[paper.id] = known if known is not None else distinctive_terms(paper, stats)
     return Profile(
         terms={term: weight * stats.idf(term) for term, weight in asked.items()},
         phrases=frozenset(
-            " ".join(c.stems) for k in interests.keywords for c in clauses(k) if len(c.stems) > 1
+            " ".join(c.stems) for k in interests.keywords for c in _clauses(k) if len(c.stems) > 1
         ),
-        exclude=tuple(" ".join(c.stems) for e in interests.exclude for c in clauses(e)),
+        exclude=tuple(" ".join(c.stems) for e in interests.exclude for c in _clauses(e)),
         authors=authors,
-        liked={p.id: _distinctive(p, stats, weights) for p in liked_papers if p.id in wanted},
+        liked=liked,
         weights=weights,
         abstract_length=stats.abstract_length,
     )
+
+
+@lru_cache(maxsize=1 << 14)
+def _clauses(text: str) -> tuple[Clause, ...]:
+    """`clauses`, remembered: subscribers share keywords, and a run compiles them all."""
+    return tuple(clauses(text))
 
 
 def _joined_phrases(clause: Clause) -> Iterator[str]:
@@ -337,20 +255,22 @@ def _joined_phrases(clause: Clause) -> Iterator[str]:
             yield " ".join(stems[i : j + 1])
 
 
-def _distinctive(paper: Paper, stats: CorpusStats, weights: Weights) -> dict[str, float]:
+def distinctive_terms(
+    paper: Paper, stats: CorpusStats, weights: Weights = WEIGHTS
+) -> dict[str, float]:
     """The terms that set a liked paper apart (tf-idf), weighing `liked_budget` together.
 
     Terms found in no other paper of the store (the paper's own coinages) are left out:
     they cannot make another paper look similar.
     """
     text = analyse(paper)
-    profile = Profile({}, weights=weights, abstract_length=stats.abstract_length)
+    evidence = Profile({}, weights=weights, abstract_length=stats.abstract_length).evidence
     strength = {}
     for term in text.terms(MAX_COUNTED_PHRASE):
         if stats.documents > 1 and stats.frequency(term) < 2:
             continue
-        idf = stats.idf(term)
-        strength[term] = sum(v for v, _ in _contributions(profile, text, term.split(), idf))
+        found = find_hit(text, evidence, term)
+        strength[term] = stats.idf(term) * found.value if found else 0.0
     top = sorted(strength.items(), key=lambda kv: (-kv[1], kv[0]))[: weights.liked_terms]
     total = sum(s for _, s in top)
     if not total:
@@ -364,26 +284,6 @@ def _distinctive(paper: Paper, stats: CorpusStats, weights: Weights) -> dict[str
 # Scoring
 
 
-def _contributions(
-    profile: Profile, text: PaperText, words: Sequence[str], weight: float
-) -> Iterator[tuple[float, tuple[str, tuple[int, int]]]]:
-    """What a term of this weight adds, field by field, and where it first occurs there."""
-    w = profile.weights
-    title = text.find("title", words)
-    if title:
-        settles = profile.threshold if " ".join(words) in profile.phrases else 0.0
-        yield max(w.title * weight, settles), ("title", title[0])
-    keywords = text.find("keywords", words)
-    if keywords:
-        yield w.ai_keywords * weight, ("keywords", keywords[0])
-    found = text.find("abstract", words)
-    if found:
-        b, k = w.length_normalisation, w.saturation
-        length = len(text.fields["abstract"].tokens) / profile.abstract_length
-        count = len(found) / (1 - b + b * length)
-        yield weight * count * (k + 1) / (count + k), ("abstract", found[0])
-
-
 def score(profile: Profile, paper: Paper) -> tuple[float, tuple[str, ...]]:
     """The paper's score for this profile, and the reasons for it (none when vetoed)."""
     return score_text(profile, analyse(paper))
@@ -391,41 +291,91 @@ def score(profile: Profile, paper: Paper) -> tuple[float, tuple[str, ...]]:
 
 def score_text(profile: Profile, text: PaperText) -> tuple[float, tuple[str, ...]]:
     """`score` on a paper analysed beforehand (one analysis serves every subscriber)."""
+    evidence = profile.evidence
+    hits = {}
+    for term in {*profile.exclude, *(t for t, _ in profile.combined)}:
+        if (found := find_hit(text, evidence, term)) is not None:
+            hits[term] = found
+    return judge(profile, text, hits)
+
+
+def judge(
+    profile: Profile, text: PaperText, hits: Mapping[str, Hit]
+) -> tuple[float, tuple[str, ...]]:
+    """The score and reasons of a paper, given the Hits of the profile's terms in it.
+
+    `hits` may hold other terms too (`digest.index` passes every term of the paper).
+    """
     for term in profile.exclude:
-        words = term.split()
-        if any(text.find(f, words) for f in FIELDS):
+        if term in hits:
             return 0.0, ()
     total = 0.0
-    found: dict[str, list[tuple[float, int, int]]] = {f: [] for f in FIELDS}
-    for term, weight in profile.terms.items():
-        for value, (where, (start, length)) in _contributions(profile, text, term.split(), weight):
-            total += value
-            found[where].append((value, start, length))
+    matched = []
+    weight_of = profile.weight_of
+    # The profile's terms the paper holds, in one fixed order (sums must not depend on
+    # which of the two is larger).
+    for term in sorted(weight_of.keys() & hits.keys()):
+        found = hits[term]
+        total += weight_of[term] * found.value
+        matched.append((term, found))
+    lifted = 0.0
+    for term, lift in profile.settles:
+        titled = hits.get(term)
+        if lift and titled is not None and titled.title is not None:
+            lifted += lift
+    total += lifted
     floor = REASON_FLOOR * profile.threshold
-    reasons = [r for f in FIELDS if (r := _field_reason(text.fields[f], f, found[f], floor))]
-    for written, author in text.authors:
-        if any(same_person(wanted, author) for wanted in profile.authors):
-            total += profile.weights.author * profile.threshold
-            reasons.append(f"author: {written}")
+    notable = profile.notable
+    by_field = _found(profile, [(t, h) for t, h in matched if t in notable], floor)
+    reasons = [r for f in FIELDS if (r := _field_reason(text.fields[f], f, by_field[f], floor))]
+    if profile.authors:
+        bonus = profile.weights.author * profile.threshold
+        families = {wanted.family for wanted in profile.authors}
+        for written, author in text.authors:
+            if author.family in families and any(
+                same_person(wanted, author) for wanted in profile.authors
+            ):
+                total += bonus
+                reasons.append(f"author: {written}")
     likes = []
     for liked_id, terms in sorted(profile.liked.items()):
-        part = sum(
-            v for t, w in terms.items() for v, _ in _contributions(profile, text, t.split(), w)
-        )
-        total += part
+        part = sum(w * h.value for t, w in terms.items() if (h := hits.get(t)) is not None)
         likes.append((part, liked_id))
     likes.sort(key=lambda like: -like[0])
     floor = profile.weights.like_reason_share * profile.threshold
     reasons += [f"like {liked_id}" for part, liked_id in likes if part >= floor]
     if not reasons and total > 0:
         # Many small matches made the score: name the strongest of them.
-        best = max(FIELDS, key=lambda f: max((v for v, _, _ in found[f]), default=0.0))
-        strongest = max((v for v, _, _ in found[best]), default=0.0)
+        by_field = _found(profile, matched, 0.0)
+        best = max(FIELDS, key=lambda f: max((v for v, _, _ in by_field[f]), default=0.0))
+        strongest = max((v for v, _, _ in by_field[best]), default=0.0)
         if likes and likes[0][0] > strongest:
             reasons.append(f"like {likes[0][1]}")
-        elif reason := _field_reason(text.fields[best], best, found[best], 0.0):
+        elif reason := _field_reason(text.fields[best], best, by_field[best], 0.0):
             reasons.append(reason)
     return total, tuple(reasons)
+
+
+def _found(
+    profile: Profile, matched: Sequence[tuple[str, Hit]], floor: float
+) -> dict[str, list[tuple[float, int, int]]]:
+    """What each asked term among `matched` brings, field by field, and where it first
+    occurs there: the matches worth at least `floor`."""
+    w = profile.weights
+    found: dict[str, list[tuple[float, int, int]]] = {f: [] for f in FIELDS}
+    for term, h in matched:
+        weight = profile.terms.get(term)
+        if weight is None:
+            continue
+        if h.title is not None:
+            settles = profile.threshold if term in profile.phrases else 0.0
+            if (value := max(w.title * weight, settles)) >= floor:
+                found["title"].append((value, *h.title))
+        if h.keywords is not None and (value := w.ai_keywords * weight) >= floor:
+            found["keywords"].append((value, *h.keywords))
+        if h.abstract is not None and (value := weight * h.abstract_value) >= floor:
+            found["abstract"].append((value, *h.abstract))
+    return found
 
 
 def _field_reason(
@@ -433,7 +383,12 @@ def _field_reason(
 ) -> str | None:
     """ "title: Weak Lensing, halos": the field's strongest matches, as written, none
     overlapping another, none worth less than `floor`."""
-    strongest = max((v for v, _, _ in found), default=0.0)
+    if not found:
+        return None
+    if len(found) == 1:
+        value, start, length = found[0]
+        return f"{where}: {text.surface(start, length)}" if value >= floor else None
+    strongest = max(v for v, _, _ in found)
     chosen: list[tuple[int, int]] = []
     for value, start, length in sorted(found, key=lambda m: (-m[0], m[1], -m[2])):
         if value < max(REASON_SHARE * strongest, floor) or len(chosen) == MAX_REASON_TERMS:
@@ -441,15 +396,44 @@ def _field_reason(
         if not any(start < s + n and s < start + length for s, n in chosen):
             chosen.append((start, length))
     surfaces = list(dict.fromkeys(text.surface(s, n) for s, n in sorted(chosen)))
-    # "halos" says nothing more beside "dark matter halos" found elsewhere in the field.
-    shown = [a for a in surfaces if not any(_within(a, b) for b in surfaces if b != a)]
-    return f"{where}: {', '.join(shown)}" if shown else None
+    if len(surfaces) > 1:
+        # "halos" says nothing more beside "dark matter halos" found elsewhere in the field.
+        words = [f" {' '.join(_WORDS.findall(a.casefold()))} " for a in surfaces]
+        surfaces = [
+            a
+            for a, mine in zip(surfaces, words, strict=True)
+            if not any(mine in theirs for b, theirs in zip(surfaces, words, strict=True) if b != a)
+        ]
+    return f"{where}: {', '.join(surfaces)}" if surfaces else None
 
 
-def _within(short: str, long: str) -> bool:
-    """Whether the words of `short` appear in a row in `long`, whatever the case."""
-    words = " ".join(_WORDS.findall(short.casefold()))
-    return f" {words} " in f" {' '.join(_WORDS.findall(long.casefold()))} "
+def compile_for(
+    subscriber: Subscriber,
+    stats: CorpusStats,
+    liked_papers: Sequence[Paper] = (),
+    weights: Weights = WEIGHTS,
+    *,
+    distinctive: Mapping[str, Mapping[str, float]] | None = None,
+) -> Profile:
+    """`compile_profile` for a subscriber file: an empty profile is that file's error."""
+    try:
+        return compile_profile(
+            subscriber.interests, stats, liked_papers, weights, distinctive=distinctive
+        )
+    except ValueError as exc:
+        raise ConfigError(subscriber.path or subscriber.slug, str(exc), key="interests") from exc
+
+
+def eligible(subscriber: Subscriber, paper: Paper) -> bool:
+    """Whether the paper may be sent at all: enough upvotes, and not one they liked (a
+    liked paper has been read: it widens the profile but is not sent again)."""
+    return paper.upvotes >= subscriber.min_upvotes and paper.id not in subscriber.interests.liked
+
+
+def ranked(matches: list[Match], subscriber: Subscriber) -> list[Match]:
+    """Best first; ties go to more upvotes, then the smaller id; at most `max_papers`."""
+    matches.sort(key=lambda m: (-m.score, -m.paper.upvotes, m.paper.id))
+    return matches[: max(subscriber.max_papers, 0)]
 
 
 def select(
@@ -467,14 +451,10 @@ def select(
     upvotes, then the smaller id; at most `max_papers`. `analysed` (paper id →
     `analyse(paper)`) lets a run analyse a day's papers once for all its subscribers.
     """
-    try:
-        profile = compile_profile(subscriber.interests, stats, liked_papers, weights)
-    except ValueError as exc:
-        raise ConfigError(subscriber.path or subscriber.slug, str(exc), key="interests") from exc
+    profile = compile_for(subscriber, stats, liked_papers, weights)
     matches = []
     for paper in papers:
-        # A liked paper has been read: it widens the profile but is not sent again.
-        if paper.upvotes < subscriber.min_upvotes or paper.id in subscriber.interests.liked:
+        if not eligible(subscriber, paper):
             continue
         text = analysed.get(paper.id) if analysed is not None else None
         if text is None or text.paper != paper:
@@ -482,55 +462,12 @@ def select(
         value, reasons = score_text(profile, text)
         if value >= profile.threshold and reasons:
             matches.append(Match(paper, value, reasons))
-    matches.sort(key=lambda m: (-m.score, -m.paper.upvotes, m.paper.id))
-    log.debug("%s: %d of %d papers selected", subscriber.slug, len(matches), len(papers))
-    return matches[: max(subscriber.max_papers, 0)]
+    log.debug("%s: %d of %d papers pass", subscriber.slug, len(matches), len(papers))
+    return ranked(matches, subscriber)
 
 
 # ---------------------------------------------------------------------------------------
 # `digest rank`
-
-
-def read_papers_jsonl(path: Path) -> list[Paper]:
-    """Papers from JSON lines of {"id", "title", "abstract"} (+ "authors", "upvotes")."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read papers: {exc}") from exc
-    papers = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}, line {number}: not JSON: {exc.msg}") from exc
-        papers.append(_paper_from_json(item, f"{path}, line {number}"))
-    return papers
-
-
-def _paper_from_json(item: object, where: str) -> Paper:
-    if not isinstance(item, dict):
-        raise UsageError(f"{where}: expected a JSON object")
-    for key in ("id", "title", "abstract"):
-        if not isinstance(item.get(key), str):
-            raise UsageError(f"{where}: '{key}' must be a string")
-    authors = item.get("authors", [])
-    if not isinstance(authors, list) or not all(isinstance(a, str) for a in authors):
-        raise UsageError(f"{where}: 'authors' must be a list of strings")
-    upvotes = item.get("upvotes", 0)
-    if isinstance(upvotes, bool) or not isinstance(upvotes, int):
-        raise UsageError(f"{where}: 'upvotes' must be an integer")
-    return Paper(
-        id=item["id"],
-        title=item["title"],
-        abstract=item["abstract"],
-        day=date.min,
-        source="rank",
-        url="",
-        authors=tuple(authors),
-        upvotes=upvotes,
-    )
 
 
 def rank_file(profile_path: Path, papers_path: Path) -> list[dict[str, object]]:

@@ -7,25 +7,29 @@ nothing, and a run after a failure pick up what the failed one missed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.policy
 import email.utils
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from digest.archive import day_path, write_archive
 from digest.config import Config
 from digest.deliver import DeliveryReport, drain_outbox, open_transport
 from digest.errors import SourceError
 from digest.feeds import public_feeds, subscriber_feed, write_atomic
 from digest.fetch import Fetcher
+from digest.index import Request, select_many
 from digest.lock import run_lock
-from digest.match import CorpusStats, analyse, select
-from digest.models import Digest, Match, Subscriber
+from digest.match import CorpusStats, analyse
+from digest.models import Digest, Match, Paper, Subscriber
 from digest.render import DigestLinks, Renderer, message_id_for
 from digest.sources import fetch_papers
-from digest.store import DeliveryItem, Store
+from digest.store import DeliveryItem, DigestRecord, OutboxEntry, Store
 from digest.tokens import load_secret, token
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,9 @@ log = logging.getLogger(__name__)
 MAX_CATCH_UP_DAYS = 14
 PUBLIC_FEED_DAYS = 30
 PRIVATE_FEED_DIGESTS = 30
+# Digests queued per transaction, and private feeds rebuilt per store query: one commit or
+# query per subscriber dominates a run of thousands; batches keep memory flat.
+BATCH = 500
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -69,8 +76,11 @@ def run(
     today: dt.date | None = None,
     dry_run: bool = False,
     fetcher: Fetcher | None = None,
+    locked: bool = False,
 ) -> RunResult:
     """Run the whole pipeline once for `today` (default: today in the configured zone).
+    `locked`: the caller holds `run_lock` already (the CLI takes it before importing this
+    module, so a second run gives up at once).
 
     Raises `SourceError` when a source fails: if every source failed nothing is queued or
     sent; otherwise the others' papers go out and the failed source's days are caught up
@@ -78,7 +88,7 @@ def run(
     the transport is unusable (the digests stay queued for the next run).
     """
     today = today or config.today()
-    with run_lock(config.data_dir):
+    with contextlib.nullcontext() if locked else run_lock(config.data_dir):
         store = Store(config.database)
         try:
             return _run_locked(config, store, today, dry_run, fetcher)
@@ -110,9 +120,8 @@ def _run_locked(
         )
         if dry_run:
             return RunResult(today, days, outcomes, planned, dry_run=True)
-        for digest in digests:
-            queue_digest(config, store, renderer, secret, digest, now)
-        write_feeds(config, store, secret, {d.subscriber.email for d in digests})
+        queue_digests(config, store, renderer, secret, digests, now)
+        write_feeds(config, store, secret, {d.subscriber.email for d in digests}, today=today)
         status, message = "partial" if failed else "ok", f"{len(digests)} digests queued"
         transport = open_transport(config.delivery)
         try:
@@ -204,7 +213,7 @@ def plan_digests(
     sent = store.sent_paper_ids_by_subscriber()
     keys = store.digest_keys_by_subscriber()
     blocked = store.blocked_addresses()
-    digests = []
+    due: list[tuple[str, Request]] = []
     for subscriber in config.subscribers:
         email = subscriber.email.lower()
         key = digest_key(subscriber, today)
@@ -213,11 +222,18 @@ def plan_digests(
         candidates = week if subscriber.frequency == "weekly" else in_window
         already = sent.get(email, set())
         unsent = [paper for paper in candidates if paper.id not in already]
+        if len(unsent) == len(candidates):
+            unsent = candidates  # one shared list: the batch looks its papers up once
         liked = list(store.papers_by_id(subscriber.interests.liked).values())
-        matches = select(subscriber, unsent, stats, liked, analysed=analysed)
-        if matches or subscriber.send_empty:
-            digests.append(Digest(subscriber, key, today, tuple(matches)))
-    return digests
+        due.append((key, (subscriber, unsent, liked)))
+    # All subscribers matched at once (digest.index): the same matches as one `select`
+    # per subscriber, without scoring every pair in Python.
+    chosen = select_many([request for _, request in due], stats, analysed=analysed)
+    return [
+        Digest(subscriber, key, today, tuple(matches))
+        for (key, (subscriber, _, _)), matches in zip(due, chosen, strict=True)
+        if matches or subscriber.send_empty
+    ]
 
 
 def links_for(config: Config, secret: bytes, digest: Digest) -> DigestLinks:
@@ -228,7 +244,7 @@ def links_for(config: Config, secret: bytes, digest: Digest) -> DigestLinks:
         unsubscribe_https=f"{base}/unsubscribe/{unsubscribe}",
         unsubscribe_mailto=f"mailto:{sender}?subject=unsubscribe",
         private_feed=f"{base}/{private_feed_path(secret, digest.subscriber.email)}",
-        archive=f"{base}/archive/{digest.date.isoformat()}.html",
+        archive=f"{base}/{day_path(digest.date)}",
     )
 
 
@@ -259,6 +275,14 @@ def render_message(
     return message_id, message.as_bytes(policy=email.policy.SMTP)
 
 
+def outbox_entry(
+    config: Config, renderer: Renderer, secret: bytes, digest: Digest, now: dt.datetime
+) -> OutboxEntry:
+    message_id, data = render_message(config, renderer, secret, digest, now)
+    items = tuple(DeliveryItem(m.paper.id, round(m.score, 4), m.reasons) for m in digest.matches)
+    return OutboxEntry(digest.subscriber.email, digest.key, digest.date, message_id, data, items)
+
+
 def queue_digest(
     config: Config,
     store: Store,
@@ -267,16 +291,38 @@ def queue_digest(
     digest: Digest,
     now: dt.datetime,
 ) -> bool:
-    message_id, data = render_message(config, renderer, secret, digest, now)
-    items = [DeliveryItem(m.paper.id, round(m.score, 4), m.reasons) for m in digest.matches]
-    return store.queue(
-        digest.subscriber.email, digest.key, digest.date, message_id, data, items, now
-    )
+    return store.queue_many([outbox_entry(config, renderer, secret, digest, now)], now) == 1
 
 
-def write_feeds(config: Config, store: Store, secret: bytes, changed: set[str]) -> None:
-    """The public feeds of the latest days, and the private feed of each subscriber whose
-    digests changed (or whose feed file is missing). Unchanged bytes are not rewritten."""
+def queue_digests(
+    config: Config,
+    store: Store,
+    renderer: Renderer,
+    secret: bytes,
+    digests: list[Digest],
+    now: dt.datetime,
+) -> int:
+    """Render and queue every digest, `BATCH` to a transaction: a crash loses at most the
+    batch being written, which the next run plans again (nothing of it was sent)."""
+    queued = 0
+    for start in range(0, len(digests), BATCH):
+        batch = digests[start : start + BATCH]
+        entries = [outbox_entry(config, renderer, secret, digest, now) for digest in batch]
+        queued += store.queue_many(entries, now)
+    return queued
+
+
+def write_feeds(
+    config: Config,
+    store: Store,
+    secret: bytes,
+    changed: set[str],
+    *,
+    today: dt.date | None = None,
+) -> None:
+    """The public feeds of the latest days, the web archive (a page per day, `today`'s
+    too, which the emails link to), and the private feed of each subscriber whose digests
+    changed (or whose feed file is missing). Unchanged bytes are not rewritten."""
     output = config.output_dir
     latest = store.latest_day()
     recent = (
@@ -287,34 +333,52 @@ def write_feeds(config: Config, store: Store, secret: bytes, changed: set[str]) 
     atom, rss = public_feeds(recent, title=config.title, base_url=config.base_url)
     write_atomic(output / "feeds" / "papers.atom", atom)
     write_atomic(output / "feeds" / "papers.rss", rss)
-    for subscriber in config.subscribers:
-        path = private_feed_path(secret, subscriber.email)
-        if subscriber.email not in changed and (output / path).exists():
-            continue
-        digests = delivered_digests(store, subscriber)
-        data = subscriber_feed(
-            digests,
-            title=f"{config.title} for {subscriber.name or subscriber.email}",
-            base_url=config.base_url,
-            feed_path=path,
-        )
-        write_atomic(output / path, data)
+    papers = store.all_papers()
+    write_archive(
+        output,
+        papers,
+        title=config.title,
+        base_url=config.base_url,
+        days=[today] if today else [],
+        templates=config.templates,
+    )
+    stale = [
+        subscriber
+        for subscriber in config.subscribers
+        if subscriber.email in changed
+        or not (output / private_feed_path(secret, subscriber.email)).exists()
+    ]
+    by_id = {paper.id: paper for paper in papers}
+    for start in range(0, len(stale), BATCH):
+        batch = stale[start : start + BATCH]
+        history = store.digest_history((s.email for s in batch), PRIVATE_FEED_DIGESTS)
+        for subscriber in batch:
+            path = private_feed_path(secret, subscriber.email)
+            records = history.get(subscriber.email.lower(), [])
+            data = subscriber_feed(
+                delivered_digests(subscriber, records, by_id),
+                title=f"{config.title} for {subscriber.name or subscriber.email}",
+                base_url=config.base_url,
+                feed_path=path,
+            )
+            write_atomic(output / path, data)
 
 
-def delivered_digests(store: Store, subscriber: Subscriber) -> list[Digest]:
-    """The digests a subscriber was given, newest first, as their private feed shows them."""
-    deliveries = store.deliveries_for(subscriber.email, PRIVATE_FEED_DIGESTS)
-    papers = store.papers_by_id(item.paper_id for d in deliveries for item in d.items)
+def delivered_digests(
+    subscriber: Subscriber, records: list[DigestRecord], papers: Mapping[str, Paper]
+) -> list[Digest]:
+    """The digests a subscriber was given (`Store.digest_history`), as their private feed
+    shows them."""
     return [
         Digest(
             subscriber,
-            delivery.digest_key,
-            delivery.digest_date,
+            record.digest_key,
+            record.digest_date,
             tuple(
                 Match(papers[item.paper_id], item.score, item.reasons)
-                for item in delivery.items
+                for item in record.items
                 if item.paper_id in papers
             ),
         )
-        for delivery in deliveries
+        for record in records
     ]

@@ -4,7 +4,10 @@ Correctness never depends on the scheduler: a double trigger meets the run lock,
 re-trigger after a crash meets the ledger. The settings below only make it behave as a
 daily job should: a run missed while the machine slept still happens (misfire grace of
 hours, not APScheduler's default one second), missed runs collapse into one (coalesce), and
-never two at once.
+never two at once. A scheduler (re)started within the grace period after a fire time that
+no successful run followed runs at once: a restart at 07:05 does not skip the 07:00 run.
+
+SIGTERM stops it cleanly (exit status 0); a run in progress is finished first.
 """
 
 from __future__ import annotations
@@ -12,58 +15,189 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import signal
+from collections.abc import Callable
+from functools import partial
 from types import FrameType
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_STARTED,
+    JobEvent,
+    SchedulerEvent,
+)
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from digest.config import Config, ScheduleConfig
-from digest.errors import DigestError
+from digest.config import Config, ScheduleConfig, load_config
+from digest.errors import DigestError, LockHeld
 from digest.pipeline import run
+from digest.store import Store
 
 log = logging.getLogger(__name__)
 
+JOB_ID = "digest-run"
 MISFIRE_GRACE_SECONDS = 6 * 3600
+
+
+class SteadyCronTrigger(CronTrigger):  # type: ignore[misc]
+    """APScheduler 3's CronTrigger, never going back in time.
+
+    Around the night a zone leaves summer time, CronTrigger (3.11.3) can answer a fire time
+    that is not after the previous one: a 02:30 job fires at 02:30 summer time, then again
+    at 02:30 winter time, and a frequent schedule cycles through the repeated hour forever
+    (the scheduler then loops collecting run times). Like cron, a wall-clock time runs once:
+    an answer that is not later than the previous fire time, or repeats its wall-clock
+    time, is replaced by the first fire time after it.
+    """
+
+    def get_next_fire_time(
+        self, previous_fire_time: dt.datetime | None, now: dt.datetime
+    ) -> dt.datetime | None:
+        fire: dt.datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        if previous_fire_time is None:
+            return fire
+        # Aware datetimes sharing a tzinfo compare by wall clock, blind to DST: use UTC.
+        previous = previous_fire_time.astimezone(dt.UTC)
+        for _ in range(48):
+            if fire is None:
+                return None
+            wall = fire.replace(tzinfo=None, fold=0) == previous_fire_time.replace(
+                tzinfo=None, fold=0
+            )
+            if fire.astimezone(dt.UTC) > previous and not wall:
+                return fire
+            probe = max(fire.astimezone(dt.UTC), previous) + dt.timedelta(minutes=1)
+            fire = super().get_next_fire_time(None, probe.astimezone(self.timezone))
+        return fire
 
 
 def trigger_for(schedule: ScheduleConfig, timezone: str) -> CronTrigger:
     # Day names (mon-fri) rather than numbers: APScheduler 3 counts 0 = Monday, cron 0 = Sunday.
-    return CronTrigger.from_crontab(schedule.cron, timezone=ZoneInfo(timezone))
+    return SteadyCronTrigger.from_crontab(schedule.cron, timezone=ZoneInfo(timezone))
 
 
-def build_scheduler(config: Config) -> BlockingScheduler:
-    scheduler = BlockingScheduler(timezone=ZoneInfo(config.timezone))
+def missed_fire_time(config: Config, trigger: CronTrigger, now: dt.datetime) -> dt.datetime | None:
+    """The latest fire time within the grace period before `now` that no successful run
+    started after, if any: the run this process's start would otherwise skip."""
+    grace = dt.timedelta(seconds=MISFIRE_GRACE_SECONDS)
+    latest: dt.datetime | None = None
+    fire: dt.datetime | None = trigger.get_next_fire_time(None, now - grace)
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+    if latest is None:
+        return None
+    store = Store(config.database)
+    try:
+        runs = store.recent_runs(50)
+    finally:
+        store.close()
+    for past in runs:
+        started = dt.datetime.fromisoformat(past.started_at)
+        if past.status == "ok" and started >= latest:
+            return None
+    return latest
+
+
+def add_digest_job(
+    scheduler: BaseScheduler,
+    config: Config,
+    job: Callable[[], None] | None = None,
+    now: dt.datetime | None = None,
+) -> None:
+    """The daily job, with the settings that make a scheduler trustworthy (see above)."""
+    trigger = trigger_for(config.schedule or ScheduleConfig(), config.timezone)
+    now = now or dt.datetime.now(ZoneInfo(config.timezone))
+    options: dict[str, Any] = {}
+    missed = missed_fire_time(config, trigger, now)
+    if missed is not None:
+        log.info("the run due at %s has not happened yet: running it now", missed.isoformat())
+        options["next_run_time"] = missed
     scheduler.add_job(
-        _scheduled_run,
-        trigger_for(config.schedule or ScheduleConfig(), config.timezone),
-        args=(config,),
-        id="digest-run",
+        job or partial(scheduled_run, config),
+        trigger,
+        id=JOB_ID,
+        name="digest run",
         replace_existing=True,
         coalesce=True,
         max_instances=1,
         misfire_grace_time=MISFIRE_GRACE_SECONDS,
+        **options,
     )
+    scheduler.add_listener(
+        partial(_log_next_run, scheduler),
+        EVENT_SCHEDULER_STARTED
+        | EVENT_JOB_EXECUTED
+        | EVENT_JOB_ERROR
+        | EVENT_JOB_MISSED
+        | EVENT_JOB_MAX_INSTANCES,
+    )
+
+
+def _log_next_run(scheduler: BaseScheduler, event: SchedulerEvent) -> None:
+    if isinstance(event, JobEvent) and event.code == EVENT_JOB_MAX_INSTANCES:
+        log.warning("the previous run is still going on: this one is skipped")
+    job = scheduler.get_job(JOB_ID)
+    if job is None:
+        return
+    upcoming: dt.datetime | None = job.next_run_time
+    run_time = getattr(event, "scheduled_run_time", None)
+    if isinstance(run_time, dt.datetime):
+        # Reported from the executor's thread, possibly before the scheduler has moved the
+        # job on: ask the trigger what follows this run.
+        now = dt.datetime.now(run_time.tzinfo)
+        after = max(now, run_time + dt.timedelta(seconds=1))
+        upcoming = job.trigger.get_next_fire_time(run_time, after)
+    if upcoming is not None:
+        log.info("next run at %s", upcoming.isoformat())
+
+
+def build_scheduler(config: Config) -> BlockingScheduler:
+    scheduler = BlockingScheduler(timezone=ZoneInfo(config.timezone))
+    add_digest_job(scheduler, config)
     return scheduler
 
 
-def _scheduled_run(config: Config) -> None:
+def scheduled_run(config: Config) -> None:
+    """One run, with the configuration re-read so edited subscriber files count."""
     try:
-        result = run(config)
-        log.warning("run for %s: %d digests queued", result.run_date, len(result.planned))
+        current = load_config(config.path)
+        result = run(current)
+    except LockHeld as error:
+        log.warning("skipped: %s", error)
+        return
     except DigestError as error:
         log.error("run failed: %s", error)
+        return
+    report = result.delivery
+    log.info(
+        "run for %s: %d digests queued; sent %d, deferred %d, failed %d",
+        result.run_date,
+        len(result.planned),
+        report.sent,
+        report.deferred,
+        report.failed,
+    )
 
 
 def run_forever(config: Config) -> None:
+    """Run the scheduler in the foreground until SIGTERM (or Ctrl-C)."""
     scheduler = build_scheduler(config)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        log.warning("signal %d: stopping the scheduler", signum)
-        scheduler.shutdown(wait=False)
+        if scheduler.running:
+            log.info("signal %d: stopping the scheduler", signum)
+            scheduler.shutdown(wait=False)
 
-    signal.signal(signal.SIGTERM, stop)
-    trigger = trigger_for(config.schedule or ScheduleConfig(), config.timezone)
-    now = dt.datetime.now(ZoneInfo(config.timezone))
-    log.warning("next run at %s", trigger.get_next_fire_time(None, now))
-    scheduler.start()
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        scheduler.start()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log.info("scheduler stopped")

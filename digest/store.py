@@ -153,6 +153,27 @@ class DeliveryItem:
 
 
 @dataclass(frozen=True)
+class OutboxEntry:
+    """A rendered digest on its way into the outbox (see `Store.queue_many`)."""
+
+    subscriber: str
+    digest_key: str
+    digest_date: dt.date
+    message_id: str
+    message: bytes
+    items: tuple[DeliveryItem, ...]
+
+
+@dataclass(frozen=True)
+class DigestRecord:
+    """What a digest held, without its message: a private feed is built from these."""
+
+    digest_key: str
+    digest_date: dt.date
+    items: tuple[DeliveryItem, ...]
+
+
+@dataclass(frozen=True)
 class Delivery:
     id: int
     subscriber: str
@@ -436,42 +457,55 @@ class Store:
         Returns False (and changes nothing) when this subscriber already has a digest with
         this key: a rerun never queues a second one.
         """
-        subscriber = subscriber.lower()
+        entry = OutboxEntry(subscriber, digest_key, digest_date, message_id, message, tuple(items))
+        return self.queue_many([entry], now) == 1
+
+    def queue_many(self, entries: Iterable[OutboxEntry], now: dt.datetime) -> int:
+        """`queue` for many digests in one transaction, which commits (and syncs) once:
+        at thousands of subscribers a commit per digest costs more than rendering them.
+        Returns how many were queued; those already queued are left as they were."""
+        queued = 0
         with self.transaction() as connection:
-            inserted = connection.execute(
-                self._insert(deliveries_table)
-                .values(
-                    subscriber=subscriber,
-                    digest_key=digest_key,
-                    digest_date=digest_date.isoformat(),
-                    state=QUEUED,
-                    message_id=message_id,
-                    message=message,
-                    items=json.dumps(
-                        [
-                            {"id": item.paper_id, "score": item.score, "reasons": item.reasons}
-                            for item in items
-                        ]
-                    ),
-                    created_at=_iso(now),
-                    attempts=0,
-                )
-                .on_conflict_do_nothing()
-            )
-            if inserted.rowcount == 0:
-                return False
-            if items:
-                connection.execute(
-                    self._insert(delivered_papers_table).on_conflict_do_nothing(),
+            for entry in entries:
+                queued += self._queue_row(connection, entry, now)
+        return queued
+
+    def _queue_row(self, connection: sa.Connection, entry: OutboxEntry, now: dt.datetime) -> bool:
+        subscriber = entry.subscriber.lower()
+        inserted = connection.execute(
+            self._insert(deliveries_table)
+            .values(
+                subscriber=subscriber,
+                digest_key=entry.digest_key,
+                digest_date=entry.digest_date.isoformat(),
+                state=QUEUED,
+                message_id=entry.message_id,
+                message=entry.message,
+                items=json.dumps(
                     [
-                        {
-                            "subscriber": subscriber,
-                            "paper_id": item.paper_id,
-                            "digest_key": digest_key,
-                        }
-                        for item in items
-                    ],
-                )
+                        {"id": item.paper_id, "score": item.score, "reasons": item.reasons}
+                        for item in entry.items
+                    ]
+                ),
+                created_at=_iso(now),
+                attempts=0,
+            )
+            .on_conflict_do_nothing()
+        )
+        if inserted.rowcount == 0:
+            return False
+        if entry.items:
+            connection.execute(
+                self._insert(delivered_papers_table).on_conflict_do_nothing(),
+                [
+                    {
+                        "subscriber": subscriber,
+                        "paper_id": item.paper_id,
+                        "digest_key": entry.digest_key,
+                    }
+                    for item in entry.items
+                ],
+            )
         return True
 
     def due_deliveries(self, now: dt.datetime) -> list[Delivery]:
@@ -526,6 +560,41 @@ class Store:
         )
         with self._reader.connect() as connection:
             return [_delivery(row) for row in connection.execute(query)]
+
+    def digest_history(
+        self, subscribers: Iterable[str], limit: int = 30
+    ) -> dict[str, list[DigestRecord]]:
+        """`deliveries_for` for many subscribers in one query (lower-cased address → their
+        latest `limit` digests, newest first), without the message bytes. Callers pass a
+        few hundred addresses at a time: each is a bound parameter."""
+        wanted = sorted({address.lower() for address in subscribers})
+        if not wanted:
+            return {}
+        d = deliveries_table.c
+        number = (
+            sa.func.row_number()
+            .over(partition_by=d.subscriber, order_by=(d.digest_date.desc(), d.id.desc()))
+            .label("number")
+        )
+        latest = (
+            sa.select(d.subscriber, d.digest_key, d.digest_date, d["items"], number)
+            .where(d.subscriber.in_(wanted))
+            .subquery()
+        )
+        query = (
+            sa.select(latest)
+            .where(latest.c.number <= limit)
+            .order_by(latest.c.subscriber, latest.c.number)
+        )
+        history: dict[str, list[DigestRecord]] = {}
+        with self._reader.connect() as connection:
+            for row in connection.execute(query):
+                history.setdefault(row.subscriber, []).append(
+                    DigestRecord(
+                        row.digest_key, dt.date.fromisoformat(row.digest_date), _items(row.items)
+                    )
+                )
+        return history
 
     def deliveries_in_state(self, *states: str) -> list[Delivery]:
         query = (
@@ -596,7 +665,7 @@ class Store:
                 values["hard_failures"] = 0
             connection.execute(
                 self._insert(subscribers_table)
-                .values(email=email, hard_failures=0, **values)
+                .values({"email": email, "hard_failures": 0, **values})
                 .on_conflict_do_update(index_elements=["email"], set_=values)
             )
         return True
@@ -676,14 +745,18 @@ def _delivery(row: sa.Row[Any]) -> Delivery:
         state=row.state,
         message_id=row.message_id,
         message=row.message,
-        items=tuple(
-            DeliveryItem(item["id"], float(item["score"]), tuple(item["reasons"]))
-            for item in json.loads(row.items)
-        ),
+        items=_items(row.items),
         attempts=row.attempts,
         created_at=row.created_at,
         sent_at=row.sent_at,
         last_error=row.last_error,
+    )
+
+
+def _items(text: str) -> tuple[DeliveryItem, ...]:
+    return tuple(
+        DeliveryItem(item["id"], float(item["score"]), tuple(item["reasons"]))
+        for item in json.loads(text)
     )
 
 

@@ -14,6 +14,7 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -100,23 +101,35 @@ def tokens(text: str) -> list[Token]:
     NFKD folding can change a string's length, so words are found in the original and
     folded one at a time.
     """
-    cleaned = _LATEX_COMMAND.sub(lambda m: " " * len(m.group()), text)
-    words: list[str] = []
-    places: list[tuple[int, int, int]] = []
+    if "\\" in text:
+        text = _LATEX_COMMAND.sub(lambda m: " " * len(m.group()), text)
+    stops = [m.start() for m in _CLAUSE_END.finditer(text)]
+    found: list[Token] = []
     clause = 0
-    last_end = 0
-    for match in _WORD.finditer(cleaned):
-        if _CLAUSE_END.search(cleaned, last_end, match.start()):
+    stop = 0  # the next clause-ending mark not yet passed
+    for match in _WORD.finditer(text):
+        start = match.start()
+        if stop < len(stops) and stops[stop] < start:
             clause += 1
-        last_end = match.end()
-        for part, offset in _word_parts(match.group()):
-            word = _normal_word(fold(part))
-            if word and word not in STOP_WORDS:
-                start = match.start() + offset
-                words.append(word)
-                places.append((start, start + len(part), clause))
-    stems: list[str] = _STEMMER.stemWords(words)
-    return [Token(s, *place) for s, place in zip(stems, places, strict=True)]
+            while stop < len(stops) and stops[stop] < start:
+                stop += 1
+        for word_stem, offset, length in _word_stems(match.group()):
+            found.append(Token(word_stem, start + offset, start + offset + length, clause))
+    return found
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_stems(word: str) -> tuple[tuple[str, int, int], ...]:
+    """The stems of one written word's content parts, with their offsets and lengths.
+
+    Cached: a language has far fewer distinct words than a store has words.
+    """
+    found = []
+    for part, offset in _word_parts(word):
+        normal = _normal_word(fold(part))
+        if normal and normal not in STOP_WORDS:
+            found.append((stem(normal), offset, len(part)))
+    return tuple(found)
 
 
 def phrases(toks: list[Token], max_len: int) -> Iterator[tuple[str, int, int]]:

@@ -27,6 +27,7 @@ from digest.match import (
     select,
 )
 from digest.models import Interests, Match, Paper, Subscriber
+from digest.sources.huggingface import parse_api
 
 DAY = dt.date(2026, 1, 5)
 ROOT = Path(__file__).resolve().parent.parent
@@ -477,6 +478,36 @@ def test_rank_file_returns_what_the_digest_would_include_best_first(tmp_path: Pa
     scores = [float(str(r["score"])) for r in result]
     assert scores == sorted(scores, reverse=True)
     json.dumps(result)  # printable as it is
+
+
+@pytest.mark.parametrize(
+    ("keyword", "expected"),
+    [
+        ("video generation", "2501.08316"),  # "…for One-Step Video Generation"
+        ("line art colorization", "2501.08332"),  # "MangaNinja: Line Art Colorization…"
+        ("hallucinations", "2501.08292"),  # one word, in the title and the abstract
+    ],
+)
+def test_rank_file_on_one_real_day_selects_the_paper_with_the_keyword_in_its_title(
+    tmp_path: Path, keyword: str, expected: str
+) -> None:
+    """A day's JSONL is a store of ten papers: IDF from so few must still let a title
+    that names the subscriber's topic through, and nothing else."""
+    capture = ROOT / "tests" / "fixtures" / "hf" / "api" / "daily_papers_date_2025-01-15.json"
+    papers = parse_api(capture.read_bytes(), day=dt.date(2025, 1, 15))
+    assert len(papers) == 10
+    rows = [
+        {"id": p.id, "title": p.title, "abstract": p.abstract, "authors": list(p.authors)}
+        for p in papers
+    ]
+    profile, jsonl = write_rank_inputs(tmp_path, rows)
+    profile.write_text(
+        f'email = "ada@example.org"\n\n[interests]\nkeywords = ["{keyword}"]\n', encoding="utf-8"
+    )
+    result = rank_file(profile, jsonl)
+    assert [r["id"] for r in result] == [expected]
+    reasons = result[0]["reasons"]
+    assert isinstance(reasons, list) and any(r.startswith("title: ") for r in reasons)
 
 
 def test_rank_file_names_the_line_of_a_broken_paper(tmp_path: Path) -> None:

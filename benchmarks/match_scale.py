@@ -1,0 +1,219 @@
+"""Matching at scale: 100,000 synthetic subscribers against 1,000 real papers.
+
+The papers are the relevance corpus (`tests/fixtures/corpus/seed_entries.jsonl`) and the
+Hugging Face API captures (`tests/fixtures/hf/api*/`), with authors and ai_keywords where
+the capture has them; copies with their sentences reordered make up any shortfall. The
+subscribers are drawn from the papers' own vocabulary with a fixed seed: 3-10 keywords
+(words and phrases of titles, as written), a description of a sentence or two, an
+exclude for a third of them, an author for a quarter (written in full, by initials or
+family name first), and max_papers of 5, 10 or 15.
+
+One run times the batch path (`digest.index.select_many`: the papers analysed and
+indexed, every profile compiled, scored and its top papers chosen with their reasons)
+for everyone, then the naive path (`digest.match.select`, one subscriber at a time, the
+papers analysed once beforehand) on a slice, checks that both chose the same matches on
+that slice, and prints JSON: seconds, peak RSS (getrusage) and the speed ratio.
+
+    .venv/bin/python benchmarks/match_scale.py [--subscribers N] [--papers N] [--slice N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import re
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from digest.analysis import CorpusStats, PaperText, analyse
+from digest.index import select_many
+from digest.match import select
+from digest.models import Interests, Match, Paper, Subscriber
+from digest.sources.huggingface import parse_api
+from digest.text import STOP_WORDS
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+DAY = dt.date(2026, 1, 5)
+_WORD = re.compile(r"[A-Za-z][A-Za-z-]*[A-Za-z]")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def load_papers(count: int) -> list[Paper]:
+    """`count` distinct papers: HF captures first (they have authors), then the corpus."""
+    papers: dict[str, Paper] = {}
+    for path in sorted(FIXTURES.glob("hf/api*/*.json")):
+        for paper in parse_api(path.read_bytes(), day=DAY):
+            papers.setdefault(paper.id, paper)
+    with (FIXTURES / "corpus" / "seed_entries.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            item = json.loads(line)
+            papers.setdefault(
+                item["id"],
+                Paper(item["id"], item["title"], item["abstract"], DAY, "corpus", ""),
+            )
+    found = list(papers.values())
+    rng = random.Random(7)
+    copy = 0
+    while len(found) < count:
+        # A copy with its sentences in another order: new text, the same vocabulary.
+        source = found[copy % len(papers)]
+        sentences = _SENTENCE.split(source.abstract)
+        rng.shuffle(sentences)
+        found.append(
+            Paper(
+                f"{source.id}-copy{copy}",
+                source.title,
+                " ".join(sentences),
+                DAY,
+                source.source,
+                "",
+                authors=source.authors,
+                upvotes=source.upvotes,
+                ai_keywords=source.ai_keywords,
+            )
+        )
+        copy += 1
+    return found[:count]
+
+
+class Vocabulary:
+    """Words and phrases of the papers' titles, and their authors, to draw profiles from."""
+
+    def __init__(self, papers: Sequence[Paper]) -> None:
+        phrases: list[str] = []
+        for paper in papers:
+            words = _WORD.findall(paper.title)
+            for n in (1, 2, 3):
+                for i in range(len(words) - n + 1):
+                    gram = words[i : i + n]
+                    if gram[0].lower() in STOP_WORDS or gram[-1].lower() in STOP_WORDS:
+                        continue
+                    if n == 1 and len(gram[0]) < 4:
+                        continue
+                    phrases.append(" ".join(gram).lower())
+        # Each distinct phrase once: a vocabulary, not a sample of running text (where
+        # "language models" would fill every profile).
+        self.phrases = sorted(set(phrases))
+        self.sentences = [
+            s for p in papers for s in _SENTENCE.split(p.abstract) if 8 <= len(s.split()) <= 16
+        ]
+        self.authors = sorted({a for p in papers for a in p.authors})
+        self.titles = [p.title for p in papers]
+
+
+def _written(author: str, rng: random.Random) -> str:
+    """The same person as a subscriber might write them."""
+    parts = author.split()
+    if len(parts) < 2:
+        return author
+    choice = rng.random()
+    if choice < 0.3:
+        return f"{parts[-1]}, {' '.join(parts[:-1])}"
+    if choice < 0.6:
+        return " ".join([*(f"{p[0]}." for p in parts[:-1]), parts[-1]])
+    return author
+
+
+def make_subscribers(count: int, vocabulary: Vocabulary, seed: int = 1) -> list[Subscriber]:
+    rng = random.Random(seed)
+    subscribers = []
+    for n in range(count):
+        keywords = tuple(rng.sample(vocabulary.phrases, rng.randint(3, 10)))
+        topics = rng.sample(vocabulary.phrases, 3)
+        description = (
+            f"Papers on {topics[0]} and {topics[1]}, especially {topics[2]}. "
+            f"{rng.choice(vocabulary.sentences)}"
+        )
+        exclude = tuple(rng.sample(vocabulary.phrases, 1)) if rng.random() < 0.33 else ()
+        authors = (
+            (_written(rng.choice(vocabulary.authors), rng),)
+            if vocabulary.authors and rng.random() < 0.25
+            else ()
+        )
+        subscribers.append(
+            Subscriber(
+                slug=f"s{n:06d}",
+                email=f"s{n:06d}@example.org",
+                interests=Interests(
+                    description=description, keywords=keywords, exclude=exclude, authors=authors
+                ),
+                max_papers=rng.choice((5, 10, 15)),
+            )
+        )
+    return subscribers
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def run(subscribers: int, papers: int, slice_size: int, workers: int) -> dict[str, object]:
+    corpus = load_papers(papers)
+    vocabulary = Vocabulary(corpus)
+    people = make_subscribers(subscribers, vocabulary)
+    rss_before = peak_rss_mb()
+
+    started = time.perf_counter()
+    analysed: dict[str, PaperText] = {p.id: analyse(p) for p in corpus}
+    stats = CorpusStats.from_analysed(analysed.values())
+    analysed_at = time.perf_counter()
+    batch = select_many(
+        [(s, corpus, ()) for s in people], stats, analysed=analysed, workers=workers
+    )
+    finished = time.perf_counter()
+    batch_seconds = finished - started
+    rss_batch = peak_rss_mb()
+
+    part = people[:slice_size]
+    naive_started = time.perf_counter()
+    naive: list[list[Match]] = [select(s, corpus, stats, analysed=analysed) for s in part]
+    naive_seconds = time.perf_counter() - naive_started
+    same = naive == batch[: len(part)]
+
+    selected = [len(m) for m in batch]
+    per_subscriber_batch = (finished - analysed_at) / len(people)
+    per_subscriber_naive = naive_seconds / len(part)
+    return {
+        "benchmark": "match_scale",
+        "subscribers": len(people),
+        "papers": len(corpus),
+        "workers": workers,
+        "batch": {
+            "seconds": round(batch_seconds, 3),
+            "analyse_and_stats_seconds": round(analysed_at - started, 3),
+            "match_seconds": round(finished - analysed_at, 3),
+            "selected_total": sum(selected),
+            "selected_mean": round(sum(selected) / len(selected), 2),
+            "subscribers_with_none": sum(1 for n in selected if n == 0),
+            "reasons_total": sum(len(m.reasons) for ms in batch for m in ms),
+        },
+        "naive_slice": {
+            "subscribers": len(part),
+            "seconds": round(naive_seconds, 3),
+            "same_selections_as_batch": same,
+        },
+        "speedup_per_subscriber": round(per_subscriber_naive / per_subscriber_batch, 1),
+        "naive_estimate_for_all_seconds": round(per_subscriber_naive * len(people), 1),
+        "peak_rss_mb": {"before": rss_before, "after_batch": rss_batch, "end": peak_rss_mb()},
+        "targets": {"seconds": 10, "peak_rss_mb": 1536},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--papers", type=int, default=1_000)
+    parser.add_argument("--slice", type=int, default=1_000, help="subscribers for the naive run")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the batch path")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.subscribers, args.papers, args.slice, args.workers), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

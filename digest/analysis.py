@@ -1,0 +1,232 @@
+"""Papers analysed once for every subscriber, and what a store of them says about words.
+
+A paper's title, Hugging Face `ai_keywords` and abstract are read into terms (see
+`digest.text`) once per run, independently of any subscriber (`analyse`). `CorpusStats`
+counts in how many papers of the store each term occurs, which is how rare (and so how
+telling) a term is. `Hit` is what one term's occurrences in one paper are worth as
+evidence: the single number both the one-subscriber path (`digest.match`) and the
+many-subscribers path (`digest.index`) add up, so both give the same scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from digest.models import Paper
+from digest.text import Name, Token, acronyms, name, phrases, tokens
+
+# An abstract's length is measured against the store's average, and against this many
+# content words while the store is empty.
+DEFAULT_ABSTRACT_LENGTH = 120.0
+# IDF prior: before a store has papers, every term is taken to occur in PRIOR_RATE of
+# them; the store's own counts take over as it grows past PRIOR_DOCUMENTS papers.
+PRIOR_DOCUMENTS = 20.0
+PRIOR_RATE = 0.01
+# Phrases are counted in the store up to this length; longer ones are estimated.
+MAX_COUNTED_PHRASE = 2
+
+FIELDS = ("title", "keywords", "abstract")
+
+
+@dataclass(frozen=True)
+class FieldText:
+    """One field of a paper (title, ai_keywords or abstract), ready for phrase look-ups."""
+
+    text: str
+    tokens: tuple[Token, ...]
+    positions: Mapping[str, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, text: str) -> FieldText:
+        toks = tuple(tokens(text))
+        where: dict[str, list[int]] = {}
+        for i, tok in enumerate(toks):
+            where.setdefault(tok.stem, []).append(i)
+        return cls(text, toks, {k: tuple(v) for k, v in where.items()})
+
+    def find(self, words: Sequence[str], acronym: str | None = None) -> list[tuple[int, int]]:
+        """Where the phrase `words` occurs, as (first token, tokens): consecutive content
+        words in one clause, or its `acronym` (except where it is being defined)."""
+        found = []
+        for i in self.positions.get(words[0], ()):
+            if i + len(words) > len(self.tokens):
+                break
+            clause = self.tokens[i].clause
+            if all(
+                self.tokens[i + k].stem == w and self.tokens[i + k].clause == clause
+                for k, w in enumerate(words)
+            ):
+                found.append((i, len(words)))
+        if acronym is not None:
+            defined = {i + n for i, n in found}
+            found += [(i, 1) for i in self.positions.get(acronym, ()) if i not in defined]
+            found.sort()
+        return found
+
+    def surface(self, start: int, length: int) -> str:
+        """The phrase as the paper wrote it (line breaks and runs of spaces as one space)."""
+        written = self.text[self.tokens[start].start : self.tokens[start + length - 1].end]
+        return " ".join(written.split())
+
+
+@dataclass(frozen=True)
+class PaperText:
+    """A paper's analysed text and author names: computed once, shared by every profile."""
+
+    paper: Paper
+    fields: Mapping[str, FieldText]
+    authors: tuple[tuple[str, Name], ...]
+    # Long forms the paper abbreviates (stems → acronym stem), from its title and abstract.
+    acronyms: Mapping[str, str] = field(default_factory=dict)
+
+    def find(self, name: str, words: Sequence[str]) -> list[tuple[int, int]]:
+        """Where the phrase `words` occurs in field `name`, by its acronym too."""
+        return self.fields[name].find(words, self.acronyms.get(" ".join(words)))
+
+    def terms(self, max_len: int) -> set[str]:
+        """Every word and phrase of up to `max_len` words in the paper."""
+        found: set[str] = set()
+        for text in self.fields.values():
+            found.update(term for term, _, _ in phrases(list(text.tokens), max_len))
+        return found
+
+
+def analyse(paper: Paper) -> PaperText:
+    fields = {
+        "title": FieldText.of(paper.title),
+        # One clause per keyword, so no phrase runs from one keyword into the next.
+        "keywords": FieldText.of(". ".join(paper.ai_keywords)),
+        "abstract": FieldText.of(paper.abstract),
+    }
+    defined: dict[str, str] = {}
+    for f in ("title", "abstract"):
+        defined.update(acronyms(fields[f].text, list(fields[f].tokens)))
+    return PaperText(
+        paper=paper,
+        fields=fields,
+        authors=tuple((written, n) for written in paper.authors if (n := name(written))),
+        acronyms=defined,
+    )
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """Document frequencies of stemmed terms (and phrases) over a set of papers."""
+
+    documents: int = 0
+    frequencies: Mapping[str, int] = field(default_factory=dict)
+    abstract_length: float = DEFAULT_ABSTRACT_LENGTH
+    # idf() by term: a run asks for the same terms once per subscriber.
+    _idf: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_papers(cls, papers: Iterable[Paper]) -> CorpusStats:
+        return cls.from_analysed(analyse(p) for p in papers)
+
+    @classmethod
+    def from_analysed(cls, texts: Iterable[PaperText]) -> CorpusStats:
+        """`from_papers` on papers analysed beforehand (the first of each id counts)."""
+        counts: Counter[str] = Counter()
+        seen: set[str] = set()
+        words = 0
+        for text in texts:
+            if text.paper.id in seen:
+                continue
+            seen.add(text.paper.id)
+            counts.update(text.terms(MAX_COUNTED_PHRASE))
+            words += len(text.fields["abstract"].tokens)
+        # A phrase seen once says little more than one never seen; keeping only repeated
+        # phrases keeps the table small for a store of many thousand papers.
+        kept = {t: n for t, n in counts.items() if n > 1 or " " not in t}
+        length = words / len(seen) if words else DEFAULT_ABSTRACT_LENGTH
+        return cls(len(seen), kept, length)
+
+    def frequency(self, term: str) -> int:
+        """In how many papers `term` occurs (for long phrases: at most how many).
+
+        A phrase missing from the table counts as seen once: phrases seen once are not
+        kept, and the papers being scored are in the store, so a phrase that matches one
+        has been seen at least once.
+        """
+        words = term.split()
+        if len(words) == 1:
+            return self.frequencies.get(term, 0)
+        unseen = 1 if self.documents else 0
+        return min(
+            self.frequencies.get(" ".join(words[i : i + MAX_COUNTED_PHRASE]), unseen)
+            for i in range(max(len(words) - MAX_COUNTED_PHRASE + 1, 1))
+        )
+
+    def idf(self, term: str) -> float:
+        """log(1 / share of papers holding `term`), the share smoothed by the prior."""
+        known = self._idf.get(term)
+        if known is None:
+            held = self.frequency(term) + PRIOR_DOCUMENTS * PRIOR_RATE
+            known = self._idf[term] = math.log((self.documents + PRIOR_DOCUMENTS) / held)
+        return known
+
+
+# ---------------------------------------------------------------------------------------
+# Evidence
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How occurrences turn into evidence: the numbers of `Weights` that concern a paper
+    alone, and the store's average abstract length."""
+
+    title: float
+    ai_keywords: float
+    saturation: float
+    length_normalisation: float
+    abstract_length: float
+
+
+class Hit(NamedTuple):
+    """One term in one paper: where it first occurs in each field, and what it is worth
+    for each unit of weight a profile gives the term."""
+
+    title: tuple[int, int] | None
+    keywords: tuple[int, int] | None
+    abstract: tuple[int, int] | None
+    # BM25's saturating, length-corrected count of the mentions in the abstract.
+    abstract_value: float
+    # title, ai_keywords and abstract together: what the term adds per unit of weight.
+    value: float
+
+
+def hit(
+    text: PaperText, evidence: Evidence, found: Mapping[str, Sequence[tuple[int, int]]]
+) -> Hit | None:
+    """The Hit of occurrences `found` (field → (first token, tokens), in order)."""
+    title, keywords, abstract = (found.get(f) for f in FIELDS)
+    if not (title or keywords or abstract):
+        return None
+    value = abstract_value = 0.0
+    if title:
+        value += evidence.title
+    if keywords:
+        value += evidence.ai_keywords
+    if abstract:
+        b, k = evidence.length_normalisation, evidence.saturation
+        length = len(text.fields["abstract"].tokens) / evidence.abstract_length
+        count = len(abstract) / (1 - b + b * length)
+        abstract_value = count * (k + 1) / (count + k)
+        value += abstract_value
+    return Hit(
+        title[0] if title else None,
+        keywords[0] if keywords else None,
+        abstract[0] if abstract else None,
+        abstract_value,
+        value,
+    )
+
+
+def find_hit(text: PaperText, evidence: Evidence, term: str) -> Hit | None:
+    """The Hit of `term` in the paper, looked up field by field."""
+    words = term.split()
+    return hit(text, evidence, {f: text.find(f, words) for f in FIELDS})

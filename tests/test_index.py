@@ -1,0 +1,243 @@
+"""Matching many subscribers at once (digest.index) gives exactly what `select` gives.
+
+The papers are real: the relevance corpus and the Hugging Face captures (with authors and
+ai_keywords). The subscribers mix the dev profiles with astronomy-style and edge-case
+profiles; every comparison is on ids, order, scores and reasons at once (Match equality).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from digest.analysis import CorpusStats, PaperText, analyse, find_hit
+from digest.config import load_subscriber
+from digest.errors import ConfigError
+from digest.index import INDEXED_PHRASE, PaperIndex, Request, select_many
+from digest.match import Profile, select
+from digest.models import Interests, Match, Paper, Subscriber
+from digest.sources.huggingface import parse_api
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+DAY = dt.date(2026, 1, 5)
+
+
+def corpus_papers() -> list[Paper]:
+    papers: dict[str, Paper] = {}
+    for path in sorted(FIXTURES.glob("hf/api/*.json")):
+        for paper in parse_api(path.read_bytes(), day=DAY):
+            papers.setdefault(paper.id, paper)
+    with (FIXTURES / "corpus" / "seed_entries.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            item = json.loads(line)
+            papers.setdefault(
+                item["id"], Paper(item["id"], item["title"], item["abstract"], DAY, "corpus", "")
+            )
+    return list(papers.values())
+
+
+@pytest.fixture(scope="module")
+def store() -> tuple[list[Paper], dict[str, PaperText], CorpusStats]:
+    papers = corpus_papers()
+    analysed = {p.id: analyse(p) for p in papers}
+    return papers, analysed, CorpusStats.from_analysed(analysed.values())
+
+
+def who(
+    slug: str,
+    *,
+    keywords: Sequence[str] = (),
+    description: str = "",
+    exclude: Sequence[str] = (),
+    authors: Sequence[str] = (),
+    liked: Sequence[str] = (),
+    max_papers: int = 15,
+    min_upvotes: int = 0,
+) -> Subscriber:
+    return Subscriber(
+        slug=slug,
+        email=f"{slug}@example.org",
+        interests=Interests(
+            description=description,
+            keywords=tuple(keywords),
+            exclude=tuple(exclude),
+            authors=tuple(authors),
+            liked=tuple(liked),
+        ),
+        max_papers=max_papers,
+        min_upvotes=min_upvotes,
+    )
+
+
+def variety(papers: Sequence[Paper]) -> list[Subscriber]:
+    """Subscribers that exercise every part of a profile."""
+    with_authors = [p for p in papers if len(p.authors) >= 3]
+    first, second = with_authors[0], with_authors[5]
+    given, family = first.authors[1].rsplit(" ", 1)
+    initials = " ".join(f"{g[0]}." for g in given.split())
+    dev = [
+        load_subscriber(path)
+        for path in sorted((FIXTURES / "corpus" / "dev_profiles").glob("*.toml"))
+    ]
+    return [
+        *dev,
+        who("phrases", keywords=["video generation", "mixture of experts", "reward model"]),
+        who(
+            "excluding",
+            keywords=["diffusion", "image editing"],
+            exclude=["video"],
+            description="Image synthesis with diffusion models: editing, inpainting.",
+        ),
+        who("author-initials", keywords=["galaxy clusters"], authors=[f"{initials} {family}"]),
+        who("author-family-first", keywords=["kilonova"], authors=[f"{family}, {given}"]),
+        who("liked", keywords=["safety"], liked=[papers[3].id, papers[40].id, second.id]),
+        who("few", keywords=["language model", "reasoning", "agents"], max_papers=2),
+        who("popular", keywords=["language model", "benchmark"], min_upvotes=20),
+        who("long-phrase", keywords=["large vision language model evaluation benchmark"]),
+        who("prose", description="Stars and galaxies: how they form, and what they are made of."),
+        who("nothing-today", keywords=["kilonova", "exoplanet atmospheres"]),
+    ]
+
+
+def one_by_one(
+    requests: Sequence[Request], analysed: dict[str, PaperText], stats: CorpusStats
+) -> list[list[Match]]:
+    return [select(s, papers, stats, liked, analysed=analysed) for s, papers, liked in requests]
+
+
+def test_matching_everyone_at_once_selects_what_select_selects_for_each(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats],
+) -> None:
+    papers, analysed, stats = store
+    subscribers = variety(papers)
+    liked = [papers[3], papers[40]]
+    days = [papers[i : i + 60] for i in range(0, 240, 60)]
+    requests: list[Request] = [
+        (s, offered, liked) for s in subscribers for offered in (papers, *days)
+    ]
+    together = select_many(requests, stats, analysed=analysed, batch=7)
+    assert together == one_by_one(requests, analysed, stats)
+    assert sum(map(len, together)) > 100
+    chosen = {s.slug for (s, _, _), matches in zip(requests, together, strict=True) if matches}
+    assert {"phrases", "excluding", "author-initials", "liked", "few"} <= chosen
+    assert "nothing-today" not in chosen
+    reasons = {r for matches in together for m in matches for r in m.reasons}
+    assert any(r.startswith("like ") for r in reasons)
+    assert any(r.startswith("author: ") for r in reasons)
+
+
+def test_papers_not_offered_to_a_subscriber_are_not_chosen_for_them(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats],
+) -> None:
+    papers, analysed, stats = store
+    s = who("phrases", keywords=["video generation", "video diffusion"])
+    everything = select_many([(s, papers, ())], stats, analysed=analysed)[0]
+    assert len(everything) >= 3
+    best = everything[0].paper
+    without = [p for p in papers if p.id != best.id]
+    again = select_many([(s, without, ()), (s, papers, ())], stats, analysed=analysed)
+    assert best.id not in {m.paper.id for m in again[0]}
+    assert again[1] == everything
+    assert again[0] == select(s, without, stats, analysed=analysed)
+
+
+def test_the_index_finds_every_term_as_the_paper_by_paper_look_up_does(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats],
+) -> None:
+    papers, analysed, stats = store
+    evidence = Profile({}, abstract_length=stats.abstract_length).evidence
+    texts = [analysed[p.id] for p in papers[:80]]
+    index = PaperIndex(texts, evidence)
+    checked = 0
+    for p, text in enumerate(texts):
+        for term in text.terms(INDEXED_PHRASE) | set(text.acronyms):
+            # Longer phrases (some acronyms' long forms) are looked up when first asked for.
+            if term.count(" ") >= INDEXED_PHRASE:
+                assert index.term(term) is not None
+            assert index.hits[p].get(term) == find_hit(text, evidence, term), term
+            checked += 1
+        # A term the paper does not hold is not indexed for it.
+        assert "zzz unheard" not in index.hits[p]
+    assert checked > 10_000
+    long_forms = [f for t in texts for f in t.acronyms if f.count(" ") >= INDEXED_PHRASE]
+    assert long_forms, "the sample should hold an acronym of a long phrase"
+
+
+def test_a_phrase_longer_than_the_index_holds_is_looked_up_when_asked_for(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats],
+) -> None:
+    papers, analysed, stats = store
+    long_titles = [p for p in papers if len(analysed[p.id].fields["title"].tokens) >= 6]
+    title = analysed[long_titles[0].id].fields["title"]
+    phrase = title.text[title.tokens[0].start : title.tokens[4].end]
+    s = who("long", keywords=[phrase])
+    matches = select_many([(s, papers, ())], stats, analysed=analysed)[0]
+    assert long_titles[0].id in {m.paper.id for m in matches}
+    assert matches == select(s, papers, stats, analysed=analysed)
+
+
+def test_two_worker_processes_give_the_same_matches_as_one(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats],
+) -> None:
+    papers, analysed, stats = store
+    requests: list[Request] = [(s, papers[:200], ()) for s in variety(papers)]
+    alone = select_many(requests, stats, analysed=analysed, batch=4)
+    assert select_many(requests, stats, analysed=analysed, batch=4, workers=2) == alone
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_subscriber_asking_for_nothing_stops_the_batch_with_their_file_named(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats], workers: int
+) -> None:
+    papers, analysed, stats = store
+    fine = who("fine", keywords=["diffusion"])
+    empty = Subscriber("empty", "empty@example.org", Interests(), path=Path("empty.toml"))
+    requests: list[Request] = [(fine, papers[:50], ())] * 6 + [(empty, papers[:50], ())]
+    with pytest.raises(ConfigError, match=r"empty\.toml.*nothing to match"):
+        select_many(requests, stats, analysed=analysed, batch=2, workers=workers)
+
+
+def test_no_subscribers_means_no_work() -> None:
+    assert select_many([], CorpusStats()) == []
+
+
+# ---------------------------------------------------------------------------------------
+# The scale benchmark, run small: it must check itself
+
+
+def load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "match_scale_benchmark", ROOT / "benchmarks" / "match_scale.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_scale_benchmark_compares_batch_and_naive_paths_and_finds_them_equal() -> None:
+    bench = load_benchmark()
+    result = bench.run(subscribers=120, papers=150, slice_size=30, workers=1)
+    assert result["subscribers"] == 120 and result["papers"] == 150
+    assert result["naive_slice"]["same_selections_as_batch"] is True
+    assert result["batch"]["selected_total"] > 0
+    assert result["peak_rss_mb"]["end"] > 0
+
+
+def test_the_scale_benchmark_makes_up_missing_papers_with_reordered_copies() -> None:
+    bench = load_benchmark()
+    papers = bench.load_papers(1_200)
+    assert len({p.id for p in papers}) == 1_200
+    copies = [p for p in papers if "-copy" in p.id]
+    assert copies
+    original = next(p for p in papers if p.id == copies[0].id.split("-copy")[0])
+    assert sorted(copies[0].abstract.split()) == sorted(original.abstract.split())
