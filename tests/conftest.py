@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from helpers import MONTH, free_port
+from httpserver import LoopbackServer
 
 from digest.config import Config, load_config
 from digest.demo import capture_server
+from digest.fetch import Fetcher
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +31,20 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             "DIGEST_SECRET",
         }:
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    """A loopback HTTP server the test gives routes to (tests/httpserver.py)."""
+    with LoopbackServer() as running:
+        yield running
+
+
+@pytest.fixture
+def fetcher() -> Iterator[Fetcher]:
+    """The run's HTTP client, retrying without waiting."""
+    with Fetcher(attempts=2, sleep=lambda _seconds: None) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

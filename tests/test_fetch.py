@@ -3,7 +3,6 @@ from __future__ import annotations
 import gzip
 import socket
 import time
-from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,6 @@ import digest
 from digest.errors import FetchError
 from digest.fetch import Fetcher
 from digest.store import Store
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
 
 
 class Sleeps(list[float]):

@@ -4,7 +4,6 @@ import datetime as dt
 import html
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,18 +86,6 @@ def listing_id(entry: ET.Element) -> str:
     link = entry.find("atom:link[@rel='alternate']", NS)
     assert link is not None
     return link.attrib["href"].rsplit("/abs/", 1)[1]
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
-
-
-@pytest.fixture
-def fetcher() -> Iterator[Fetcher]:
-    with Fetcher(attempts=2, sleep=lambda _seconds: None) as client:
-        yield client
 
 
 def source_for(server: LoopbackServer, *categories: str) -> SourceConfig:

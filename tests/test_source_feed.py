@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,18 +93,6 @@ def week_feed() -> FeedGenerator:
         when=dt.datetime(2026, 1, 5, 21, 0, tzinfo=EST),
     )
     return fg
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
-
-
-@pytest.fixture
-def fetcher() -> Iterator[Fetcher]:
-    with Fetcher(attempts=2, sleep=lambda _seconds: None) as client:
-        yield client
 
 
 def source_for(server: LoopbackServer, path: str = "/feed.xml") -> SourceConfig:

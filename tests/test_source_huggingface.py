@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +38,6 @@ def as_bytes(items: list[dict[str, Any]]) -> bytes:
 
 def minimal_item(**paper: Any) -> dict[str, Any]:
     return {"paper": {"id": "2601.00001", "title": "A title", "summary": "Text."} | paper}
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
-
-
-@pytest.fixture
-def fetcher() -> Iterator[Fetcher]:
-    with Fetcher(attempts=2, sleep=lambda _seconds: None) as client:
-        yield client
 
 
 def source_for(server: LoopbackServer) -> SourceConfig:

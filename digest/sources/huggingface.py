@@ -54,21 +54,27 @@ def parse_day_page(content: bytes, *, day: dt.date, url: str = "") -> list[Paper
     hold the same items as the API. A real HTML parser reads the attribute, because the
     serialization (quotes, attribute order, entities) varies.
     """
-    soup = BeautifulSoup(content, "lxml")
-    node = soup.select_one('[data-target="DailyPapers"]')
-    if node is None:
-        raise SourceError(SOURCE, url, "no DailyPapers data on the page")
-    raw = node.get("data-props")
-    if not isinstance(raw, str):
-        raise SourceError(SOURCE, url, "the DailyPapers element has no data-props")
-    try:
-        props = json.loads(raw)
-    except ValueError as exc:
-        raise SourceError(SOURCE, url, f"DailyPapers data-props is not JSON ({exc})") from exc
+    props = _hydration_props(content, "DailyPapers", url)
     items = props.get("dailyPapers") if isinstance(props, dict) else None
     if not isinstance(items, list):
         raise SourceError(SOURCE, url, "DailyPapers data-props has no dailyPapers list")
     return _papers(items, day=day, url=url)
+
+
+def _hydration_props(content: bytes, target: str, url: str) -> Any:
+    """The JSON props of the Svelte component `target` (`data-target`/`data-props`),
+    read with a real HTML parser: the attribute's quoting and order vary."""
+    node = BeautifulSoup(content, "lxml").select_one(f'[data-target="{target}"]')
+    if node is None:
+        raise SourceError(SOURCE, url, f"no {target} data on the page")
+    raw = node.get("data-props")
+    if not isinstance(raw, str):
+        raise SourceError(SOURCE, url, f"the {target} element has no data-props")
+    try:
+        props = json.loads(raw)
+    except ValueError as exc:
+        raise SourceError(SOURCE, url, f"{target} data-props is not JSON ({exc})") from exc
+    return props
 
 
 def parse_paper_page(content: bytes, *, url: str = "") -> Paper:
@@ -77,17 +83,7 @@ def parse_paper_page(content: bytes, *, url: str = "") -> Paper:
     Its `paper` object has the API item's `paper` shape, so the same mapping applies; the
     day is `submittedOnDailyAt`, or the arXiv publication date for a paper never listed.
     """
-    soup = BeautifulSoup(content, "lxml")
-    node = soup.select_one('[data-target="PaperContent"]')
-    if node is None:
-        raise SourceError(SOURCE, url, "no PaperContent data on the page")
-    raw = node.get("data-props")
-    if not isinstance(raw, str):
-        raise SourceError(SOURCE, url, "the PaperContent element has no data-props")
-    try:
-        props = json.loads(raw)
-    except ValueError as exc:
-        raise SourceError(SOURCE, url, f"PaperContent data-props is not JSON ({exc})") from exc
+    props = _hydration_props(content, "PaperContent", url)
     inner = props.get("paper") if isinstance(props, dict) else None
     if not isinstance(inner, dict):
         raise SourceError(SOURCE, url, "PaperContent data-props has no paper object")
