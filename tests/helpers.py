@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.message
 import email.policy
 import re
 import socket
 from pathlib import Path
+
+from digest.models import Paper
+from digest.sources.huggingface import parse_api
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MONTH = FIXTURES / "hf" / "api-month"
@@ -36,3 +40,8 @@ def maildir_messages(path: Path) -> list[email.message.EmailMessage]:
         assert isinstance(message, email.message.EmailMessage)
         messages.append(message)
     return messages
+
+
+def month_papers(day: str) -> list[Paper]:
+    """The papers of one captured January 2026 day, as the Hugging Face source reads them."""
+    return parse_api((MONTH / f"{day}.json").read_bytes(), day=dt.date.fromisoformat(day))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 from bs4 import BeautifulSoup
-from helpers import MONTH
+from helpers import month_papers
 
 from digest.archive import archive_pages, day_path, write_archive
 from digest.config import Config
@@ -25,31 +24,9 @@ from digest.tokens import load_secret, token
 BASE = "https://papers.example.org"
 
 
-def papers_of(day: str) -> list[Paper]:
-    """The fields of a Hugging Face API item a page shows, mapped by hand."""
-    papers = []
-    for item in json.loads((MONTH / f"{day}.json").read_text("utf-8")):
-        raw = item["paper"]
-        papers.append(
-            Paper(
-                id=raw["id"],
-                title=raw["title"],
-                abstract=raw["summary"],
-                day=dt.date.fromisoformat(raw["submittedOnDailyAt"][:10]),
-                source="huggingface",
-                url=f"https://huggingface.co/papers/{raw['id']}",
-                authors=tuple(author["name"] for author in raw["authors"]),
-                upvotes=raw["upvotes"],
-                comments=item["numComments"],
-                ai_summary=raw.get("ai_summary"),
-            )
-        )
-    return papers
-
-
 @pytest.fixture(scope="module")
 def week() -> list[Paper]:
-    return papers_of("2026-01-05") + papers_of("2026-01-06")
+    return month_papers("2026-01-05") + month_papers("2026-01-06")
 
 
 def soup(data: bytes) -> BeautifulSoup:

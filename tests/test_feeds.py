@@ -4,53 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import feedparser
 import pytest
+from helpers import month_papers
 from lxml import etree
 
 from digest.errors import DigestError
 from digest.feeds import public_feeds, subscriber_feed, write_atomic
 from digest.models import Digest, Interests, Match, Paper, Subscriber
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hf" / "api-month"
 BASE = "https://papers.example.org"
 FEED_PATH = "feeds/private/tok123.atom"
 
 
-def papers_of(day: str) -> list[Paper]:
-    """The fields of a Hugging Face API item a feed shows, mapped by hand."""
-    papers = []
-    for item in json.loads((FIXTURES / f"{day}.json").read_text("utf-8")):
-        raw = item["paper"]
-        papers.append(
-            Paper(
-                id=raw["id"],
-                title=raw["title"],
-                abstract=raw["summary"],
-                day=dt.date.fromisoformat(raw["submittedOnDailyAt"][:10]),
-                source="huggingface",
-                url=f"https://huggingface.co/papers/{raw['id']}",
-                authors=tuple(author["name"] for author in raw["authors"]),
-                upvotes=raw["upvotes"],
-                ai_summary=raw.get("ai_summary"),
-            )
-        )
-    return papers
-
-
 @pytest.fixture(scope="module")
 def monday() -> list[Paper]:
-    return papers_of("2026-01-05")
+    return month_papers("2026-01-05")
 
 
 @pytest.fixture(scope="module")
 def tuesday() -> list[Paper]:
-    return papers_of("2026-01-06")
+    return month_papers("2026-01-06")
 
 
 def parse(data: bytes) -> Any:
