@@ -328,16 +328,31 @@ class Measured:
     returncode: int
 
 
+# Linux counts the parent's peak RSS at fork into the child's (the copied address space
+# keeps its high-water mark through exec), so a large benchmark process would inflate
+# every figure it measures. The command is started by a small launcher instead, which
+# times it and reports its own child's usage: `os.wait4` for that one process.
+_LAUNCHER = """
+import json, os, sys, time
+output = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+print(json.dumps([seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
+"""
+
+
 def measure_command(command: list[str], *, output: Path) -> Measured:
-    """Run `command` with its output into `output`; wall time and the child's own peak
-    RSS (os.wait4 reports that child alone, not every child so far)."""
-    with output.open("wb") as sink:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(round(seconds, 3), round(usage.ru_maxrss / 1024, 1), process.returncode)
+    """Run `command` with its output into `output`: its wall time and its own peak RSS."""
+    launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(output), *command]
+    result = subprocess.run(launcher, check=True, capture_output=True, text=True)
+    seconds, maxrss_kib, returncode = json.loads(result.stdout)
+    return Measured(round(seconds, 3), round(maxrss_kib / 1024, 1), returncode)
 
 
 def digest_command(config: Path) -> list[str]:

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from _common import (
     DAY,
     load_average,
     loopback_server,
+    measure_command,
     sink_process,
     subscribers_dir,
 )
@@ -52,10 +52,16 @@ VERSUS_RSS2EMAIL = 5.0
 
 
 def run_stage(stage: str, work: Path, subscribers: int) -> dict[str, Any]:
+    """One stage in a process of its own; its peak RSS as `os.wait4` reports it."""
     command = [sys.executable, str(BENCHMARKS / "stages.py"), stage, "--work", str(work)]
     command += ["--subscribers", str(subscribers)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    output = work / f"stage-{stage}.txt"
+    measured = measure_command(command, output=output)
+    lines = output.read_text(encoding="utf-8").strip().splitlines()
+    if measured.returncode != 0:
+        raise SystemExit(f"stage {stage} failed ({measured.returncode}): {lines[-5:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["peak_rss_mb"] = measured.peak_rss_mb
     return result
 
 

@@ -13,7 +13,7 @@ commands, median of the runs, each run from a fresh data folder; the figures are
 given per recipient and per paper delivered.
 
 rss2email (PyPI) lives in its own virtual environment, never in the project's: the script
-creates it with `python3 -m venv` and `pip install rss2email` when it is missing.
+creates it with `python -m venv` and `pip install rss2email` when it is missing.
 """
 
 from __future__ import annotations
