@@ -39,6 +39,8 @@ class FieldText:
     text: str
     tokens: tuple[Token, ...]
     positions: Mapping[str, tuple[int, ...]]
+    # surface() by (start, length): reasons for many subscribers quote the same words.
+    _surfaces: dict[tuple[int, int], str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, text: str) -> FieldText:
@@ -69,8 +71,11 @@ class FieldText:
 
     def surface(self, start: int, length: int) -> str:
         """The phrase as the paper wrote it (line breaks and runs of spaces as one space)."""
-        written = self.text[self.tokens[start].start : self.tokens[start + length - 1].end]
-        return " ".join(written.split())
+        known = self._surfaces.get((start, length))
+        if known is None:
+            written = self.text[self.tokens[start].start : self.tokens[start + length - 1].end]
+            known = self._surfaces[start, length] = " ".join(written.split())
+        return known
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ the selections, their order and their reasons are the same as `select`'s.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -59,27 +61,27 @@ class PaperIndex:
         self.evidence = evidence
         # Per paper: every term it holds (up to INDEXED_PHRASE words) → its Hit.
         self.hits: list[dict[str, Hit]] = [self._paper_hits(t) for t in self.texts]
-        self.ids: dict[str, int] = {}
+        ids: dict[str, int] = {}
         rows: list[int] = []
         cols: list[int] = []
         values: list[float] = []
         titles: list[float] = []
         for p, found in enumerate(self.hits):
-            for term, h in found.items():
-                rows.append(self.ids.setdefault(term, len(self.ids)))
-                cols.append(p)
-                values.append(h.value)
-                titles.append(1.0 if h.title is not None else 0.0)
+            for term in found:
+                if term not in ids:
+                    ids[term] = len(ids)
+            rows += [ids[term] for term in found]
+            cols += [p] * len(found)
+            values += [h.value for h in found.values()]
+            titles += [0.0 if h.title is None else 1.0 for h in found.values()]
+        self.ids = ids
         self._extra: list[tuple[int, int, float, float]] = []
         self._entries = (rows, cols, values, titles)
         self._built = -1
         self._matrices: tuple[sparse.csr_matrix, sparse.csr_matrix, sparse.csr_matrix]
-        self.word_papers: dict[str, set[int]] = {}
-        for p, found in enumerate(self.hits):
-            for term in found:
-                if " " not in term:
-                    self.word_papers.setdefault(term, set()).add(p)
+        self._word_papers: dict[str, set[int]] | None = None
         self.families: dict[str, list[tuple[int, Name]]] = {}
+        self._followed: dict[tuple[Name, ...], dict[int, int]] = {}
         for p, text in enumerate(self.texts):
             for _, author in text.authors:
                 self.families.setdefault(author.family, []).append((p, author))
@@ -87,22 +89,53 @@ class PaperIndex:
     def _paper_hits(self, text: PaperText) -> dict[str, Hit]:
         """Every term of up to INDEXED_PHRASE words in the paper, with its Hit: what
         `find_hit` would give, from one pass over the paper's words."""
-        where: dict[str, dict[str, list[tuple[int, int]]]] = {}
-        for f in FIELDS:
+        # Per term: its first occurrence in title, keywords and abstract, and how many
+        # times the abstract holds it.
+        seen: dict[str, list[tuple[int, int] | int | None]] = {}
+        for slot, f in enumerate(FIELDS):
             toks = text.fields[f].tokens
-            for i, first in enumerate(toks):
-                words = [first.stem]
-                where.setdefault(first.stem, {}).setdefault(f, []).append((i, 1))
-                for j in range(i + 1, min(i + INDEXED_PHRASE, len(toks))):
-                    if toks[j].clause != first.clause:
-                        break
-                    words.append(toks[j].stem)
-                    where.setdefault(" ".join(words), {}).setdefault(f, []).append((i, j - i + 1))
+            stems = [t.stem for t in toks]
+            marks = [t.clause for t in toks]
+            size = len(toks)
+            for i in range(size):
+                clause = marks[i]
+                term = stems[i]
+                for j in range(i, min(i + INDEXED_PHRASE, size)):
+                    if j > i:
+                        if marks[j] != clause:
+                            break
+                        term = f"{term} {stems[j]}"
+                    entry = seen.get(term)
+                    if entry is None:
+                        entry = seen[term] = [None, None, None, 0]
+                    if entry[slot] is None:
+                        entry[slot] = (i, j - i + 1)
+                    if slot == 2:
+                        entry[3] += 1  # type: ignore[operator]
+        found: dict[str, Hit] = {}
+        evidence = self.evidence
+        b, k = evidence.length_normalisation, evidence.saturation
+        length = len(text.fields["abstract"].tokens) / evidence.abstract_length
+        for term, (title, keywords, abstract, mentions) in seen.items():
+            value = abstract_value = 0.0
+            if title is not None:
+                value += evidence.title
+            if keywords is not None:
+                value += evidence.ai_keywords
+            if abstract is not None:
+                count = mentions / (1 - b + b * length)  # type: ignore[operator]
+                abstract_value = count * (k + 1) / (count + k)
+                value += abstract_value
+            found[term] = Hit(title, keywords, abstract, abstract_value, value)  # type: ignore[arg-type]
         for long_form in text.acronyms:
             words = long_form.split()
             if len(words) <= INDEXED_PHRASE:
-                where[long_form] = {f: text.find(f, words) for f in FIELDS}
-        return {t: h for t, found in where.items() if (h := hit(text, self.evidence, found))}
+                acronym_hit = hit(text, self.evidence, {f: text.find(f, words) for f in FIELDS})
+                if acronym_hit is None:
+                    found.pop(long_form, None)
+                else:
+                    found[long_form] = acronym_hit
+        return found
 
     def term(self, term: str) -> int | None:
         """The row of `term`, or None when no paper holds it."""
@@ -113,7 +146,7 @@ class PaperIndex:
         if len(words) <= INDEXED_PHRASE:
             return None
         # A long phrase: only papers holding all of its words can hold it.
-        holders = [self.word_papers.get(w, set()) for w in words]
+        holders = [self.word_papers().get(w, set()) for w in words]
         candidates = set.intersection(*sorted(holders, key=len))
         row = None
         for p in sorted(candidates):
@@ -126,6 +159,16 @@ class PaperIndex:
             self.hits[p][term] = found
             self._extra.append((row, p, found.value, 1.0 if found.title is not None else 0.0))
         return row
+
+    def word_papers(self) -> dict[str, set[int]]:
+        """Word → the papers holding it: built when a long phrase is first asked for."""
+        if self._word_papers is None:
+            self._word_papers = {}
+            for p, found in enumerate(self.hits):
+                for term in found:
+                    if " " not in term:
+                        self._word_papers.setdefault(term, set()).add(p)
+        return self._word_papers
 
     def matrices(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix, sparse.csr_matrix]:
         """(value, title, presence): term × paper matrices of Hit.value, of a title
@@ -148,12 +191,17 @@ class PaperIndex:
 
     def author_matches(self, wanted: Iterable[Name]) -> dict[int, int]:
         """Paper → how many of its authors are among `wanted`."""
+        people = tuple(wanted)
+        # Remembered: subscribers follow the same people.
+        known = self._followed.get(people)
+        if known is not None:
+            return known
         matched: dict[int, int] = {}
-        people = list(wanted)
         for family in {n.family for n in people}:
             for p, author in self.families.get(family, ()):
                 if any(same_person(w, author) for w in people):
                     matched[p] = matched.get(p, 0) + 1
+        self._followed[people] = matched
         return matched
 
 
@@ -170,11 +218,11 @@ def _rows(index: PaperIndex, profiles: Sequence[Profile]) -> _Rows:
     def matrix(per_profile: Sequence[Sequence[tuple[str, float]]]) -> sparse.csr_matrix:
         terms = [term for pairs in per_profile for term, _ in pairs]
         known = index.ids.get
-        rows = [known(t) for t in terms]
-        for i, row in enumerate(rows):
-            if row is None and terms[i].count(" ") >= INDEXED_PHRASE:
-                rows[i] = index.term(terms[i])
-        found = np.array([-1 if r is None else r for r in rows], dtype=np.int64)
+        found = np.array([known(t, -1) for t in terms], dtype=np.int64)
+        for i in np.flatnonzero(found < 0).tolist():
+            if terms[i].count(" ") >= INDEXED_PHRASE:
+                row = index.term(terms[i])
+                found[i] = -1 if row is None else row
         values = np.array([v for pairs in per_profile for _, v in pairs], dtype=np.float64)
         owner = np.repeat(np.arange(len(per_profile)), [len(pairs) for pairs in per_profile])
         keep = (found >= 0) & (values != 0)
@@ -217,6 +265,32 @@ def select_many(
     """
     if not requests:
         return []
+    with _without_gc():
+        return _select_many(requests, stats, analysed, weights, batch, workers)
+
+
+@contextmanager
+def _without_gc() -> Iterator[None]:
+    """Matching makes millions of small objects and no reference cycles: the cyclic
+    collector would only rescan the growing heap, again and again (a quarter of the
+    time of a large run). Restored on the way out."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _select_many(
+    requests: Sequence[Request],
+    stats: CorpusStats,
+    analysed: Mapping[str, PaperText] | None,
+    weights: Weights,
+    batch: int,
+    workers: int,
+) -> list[list[Match]]:
     papers: list[Paper] = []
     where: dict[str, list[int]] = {}
     allowed: dict[int, tuple[Sequence[Paper], npt.NDArray[np.int64]]] = {}

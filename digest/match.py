@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -41,7 +41,7 @@ from digest.config import load_subscriber
 from digest.errors import ConfigError
 from digest.jsonl import read_papers_jsonl
 from digest.models import Interests, Match, Paper, Subscriber
-from digest.text import Clause, Name, clauses, name, same_person
+from digest.text import Name, clause_terms, description_asks, keyword_asks, name, same_person
 
 __all__ = [
     "WEIGHTS",
@@ -102,8 +102,6 @@ class Weights:
 
 
 WEIGHTS = Weights()
-# A description clause of at most this many words is a list item, not prose.
-ITEM_WORDS = 3
 # Reasons name at most this many matches per field, each worth at least REASON_SHARE of
 # the field's strongest one and REASON_FLOOR of the threshold.
 MAX_REASON_TERMS = 3
@@ -159,6 +157,24 @@ class Profile:
         return {t: v for t, v in self.terms.items() if v * most >= floor or t in self.phrases}
 
     @cached_property
+    def scan(self) -> tuple[tuple[str, float, tuple[float, float, float] | None], ...]:
+        """`combined`, each term with what it brings to reasons when it is notable: its
+        value in a title and in ai_keywords, and its asked weight (see `_found`)."""
+        w = self.weights
+        notable = self.notable
+        found: list[tuple[str, float, tuple[float, float, float] | None]] = []
+        for term, weight in self.combined:
+            asked = notable.get(term)
+            if asked is None:
+                found.append((term, weight, None))
+                continue
+            settles = self.threshold if term in self.phrases else 0.0
+            found.append(
+                (term, weight, (max(w.title * asked, settles), w.ai_keywords * asked, asked))
+            )
+        return tuple(found)
+
+    @cached_property
     def weight_of(self) -> Mapping[str, float]:
         """`combined` as a mapping."""
         return dict(self.combined)
@@ -194,27 +210,18 @@ def compile_profile(
     nothing to match on: no keyword or description word, no author and no liked paper.
     """
     asked: dict[str, float] = {}
-
-    def add(term: str, weight: float) -> None:
-        asked[term] = asked.get(term, 0.0) + weight
-
-    def add_item(stems: Sequence[str], weight: float) -> None:
-        add(" ".join(stems), weight)
-        if len(stems) > 1 and weights.part:
-            for word in stems:
-                add(word, weights.part * weight)
-
+    phrases: list[str] = []
+    get = asked.get
     for keyword in interests.keywords:
-        for clause in _clauses(keyword):
-            add_item(clause.stems, weights.keyword)
-    for clause in _clauses(interests.description):
-        if clause.words <= ITEM_WORDS:
-            add_item(clause.stems, weights.description_item)
-            continue
-        for word in clause.stems:
-            add(word, weights.description)
-        for term in _joined_phrases(clause):
-            add(term, weights.description)
+        adds, found = keyword_asks(keyword, weights.keyword, weights.part)
+        phrases += found
+        for term, weight in adds:
+            asked[term] = get(term, 0.0) + weight
+    w = weights
+    for term, weight in description_asks(
+        interests.description, w.description_item, w.description, w.part
+    ):
+        asked[term] = get(term, 0.0) + weight
     authors = tuple(n for written in interests.authors if (n := name(written)))
     if not asked and not authors and not interests.liked:
         raise ValueError(
@@ -226,33 +233,16 @@ def compile_profile(
         if paper.id in wanted and paper.id not in liked:
             known = distinctive.get(paper.id) if distinctive is not None else None
             liked[paper.id] = known if known is not None else distinctive_terms(paper, stats)
+    idf = stats.idf
     return Profile(
-        terms={term: weight * stats.idf(term) for term, weight in asked.items()},
-        phrases=frozenset(
-            " ".join(c.stems) for k in interests.keywords for c in _clauses(k) if len(c.stems) > 1
-        ),
-        exclude=tuple(" ".join(c.stems) for e in interests.exclude for c in _clauses(e)),
+        terms={term: weight * idf(term) for term, weight in asked.items()},
+        phrases=frozenset(phrases),
+        exclude=tuple(t for e in interests.exclude for t in clause_terms(e)),
         authors=authors,
         liked=liked,
         weights=weights,
         abstract_length=stats.abstract_length,
     )
-
-
-@lru_cache(maxsize=1 << 14)
-def _clauses(text: str) -> tuple[Clause, ...]:
-    """`clauses`, remembered: subscribers share keywords, and a run compiles them all."""
-    return tuple(clauses(text))
-
-
-def _joined_phrases(clause: Clause) -> Iterator[str]:
-    """The phrases of two or three words written together in a clause of prose."""
-    stems = clause.stems
-    for i in range(len(stems)):
-        for j in range(i + 1, min(i + 3, len(stems))):
-            if not clause.joined[j - 1]:
-                break
-            yield " ".join(stems[i : j + 1])
 
 
 def distinctive_terms(
@@ -311,23 +301,40 @@ def judge(
             return 0.0, ()
     total = 0.0
     matched = []
-    weight_of = profile.weight_of
+    floor = REASON_FLOOR * profile.threshold
+    # What each notable term brings per field (see `_found`), built in the same pass.
+    title: list[tuple[float, int, int]] = []
+    keywords: list[tuple[float, int, int]] = []
+    abstract: list[tuple[float, int, int]] = []
+    get = hits.get
     # The profile's terms the paper holds, in one fixed order (sums must not depend on
     # which of the two is larger).
-    for term in sorted(weight_of.keys() & hits.keys()):
-        found = hits[term]
-        total += weight_of[term] * found.value
+    for term, weight, notable in profile.scan:
+        found = get(term)
+        if found is None:
+            continue
+        total += weight * found.value
         matched.append((term, found))
+        if notable is None:
+            continue
+        in_title, in_keywords, asked = notable
+        if found.title is not None and in_title >= floor:
+            title.append((in_title, *found.title))
+        if found.keywords is not None and in_keywords >= floor:
+            keywords.append((in_keywords, *found.keywords))
+        if found.abstract is not None and (value := asked * found.abstract_value) >= floor:
+            abstract.append((value, *found.abstract))
     lifted = 0.0
     for term, lift in profile.settles:
-        titled = hits.get(term)
+        titled = get(term)
         if lift and titled is not None and titled.title is not None:
             lifted += lift
     total += lifted
-    floor = REASON_FLOOR * profile.threshold
-    notable = profile.notable
-    by_field = _found(profile, [(t, h) for t, h in matched if t in notable], floor)
-    reasons = [r for f in FIELDS if (r := _field_reason(text.fields[f], f, by_field[f], floor))]
+    reasons = [
+        r
+        for f, found_in in zip(FIELDS, (title, keywords, abstract), strict=True)
+        if found_in and (r := _field_reason(text.fields[f], f, found_in, floor))
+    ]
     if profile.authors:
         bonus = profile.weights.author * profile.threshold
         families = {wanted.family for wanted in profile.authors}
@@ -338,12 +345,13 @@ def judge(
                 total += bonus
                 reasons.append(f"author: {written}")
     likes = []
-    for liked_id, terms in sorted(profile.liked.items()):
-        part = sum(w * h.value for t, w in terms.items() if (h := hits.get(t)) is not None)
-        likes.append((part, liked_id))
-    likes.sort(key=lambda like: -like[0])
-    floor = profile.weights.like_reason_share * profile.threshold
-    reasons += [f"like {liked_id}" for part, liked_id in likes if part >= floor]
+    if profile.liked:
+        for liked_id, terms in sorted(profile.liked.items()):
+            part = sum(w * h.value for t, w in terms.items() if (h := get(t)) is not None)
+            likes.append((part, liked_id))
+        likes.sort(key=lambda like: -like[0])
+        floor = profile.weights.like_reason_share * profile.threshold
+        reasons += [f"like {liked_id}" for part, liked_id in likes if part >= floor]
     if not reasons and total > 0:
         # Many small matches made the score: name the strongest of them.
         by_field = _found(profile, matched, 0.0)
@@ -398,13 +406,19 @@ def _field_reason(
     surfaces = list(dict.fromkeys(text.surface(s, n) for s, n in sorted(chosen)))
     if len(surfaces) > 1:
         # "halos" says nothing more beside "dark matter halos" found elsewhere in the field.
-        words = [f" {' '.join(_WORDS.findall(a.casefold()))} " for a in surfaces]
+        words = [_spaced_words(a) for a in surfaces]
         surfaces = [
             a
             for a, mine in zip(surfaces, words, strict=True)
             if not any(mine in theirs for b, theirs in zip(surfaces, words, strict=True) if b != a)
         ]
     return f"{where}: {', '.join(surfaces)}" if surfaces else None
+
+
+@lru_cache(maxsize=1 << 16)
+def _spaced_words(surface: str) -> str:
+    """ " dark matter halos ": the words of a quoted match, for finding one inside another."""
+    return f" {' '.join(_WORDS.findall(surface.casefold()))} "
 
 
 def compile_for(

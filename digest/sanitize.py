@@ -27,6 +27,7 @@ _UNSAFE = re.compile(
     "\ud800-\udfff\ufeff\ufffe\uffff]"
 )
 _SPACES = re.compile(r"\s+")
+_ANY_SPACE = re.compile(r"\s")
 _ABBREVIATIONS = frozenset(
     [
         *("e.g.", "i.e.", "al.", "cf.", "vs.", "etc.", "fig.", "figs.", "eq.", "eqs."),
@@ -67,7 +68,7 @@ def safe_url(url: str | None) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if len(url) > MAX_URL_CHARS or _UNSAFE.search(url) or any(c.isspace() for c in url):
+    if len(url) > MAX_URL_CHARS or _UNSAFE.search(url) or _ANY_SPACE.search(url):
         return None
     try:
         parts = urlsplit(url)

@@ -14,9 +14,9 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.policy import SMTP
+from functools import lru_cache
 
+from digest.headers import fits_one_line
 from digest.ids import is_arxiv_id
 from digest.models import Digest
 from digest.sanitize import and_list, clean_header_text, clean_text, plural, truncate
@@ -42,13 +42,17 @@ class _Topic:
     weight: int = 0  # where it matched, summed over papers: a title match says the most
 
 
+@lru_cache(maxsize=1 << 14)  # the same keywords and reasons recur across subscribers
 def _stems(text: str) -> tuple[str, ...]:
     return tuple(token.stem for token in tokens(text))
 
 
 def _contains(long: tuple[str, ...], short: tuple[str, ...]) -> bool:
     n = len(short)
-    return any(long[i : i + n] == short for i in range(len(long) - n + 1))
+    if n <= 1:
+        return not short or short[0] in long
+    first = short[0]
+    return any(long[i] == first and long[i : i + n] == short for i in range(len(long) - n + 1))
 
 
 def _keyword_topics(keywords: Sequence[str]) -> list[_Topic]:
@@ -87,6 +91,11 @@ def _reason_terms(reason: str) -> Iterator[tuple[str, str]]:
                 yield where.strip().lower(), term
 
 
+@lru_cache(maxsize=1 << 14)
+def _terms_of(reason: str) -> tuple[tuple[str, str], ...]:
+    return tuple(_reason_terms(reason))
+
+
 def _lower_capitalised(term: str) -> str:
     """ "Vision" and "Policy Optimization" as a subject word, "KV" and "GRPO" as written."""
     return " ".join(w.lower() if w[:1].isupper() and w[1:].islower() else w for w in term.split())
@@ -119,7 +128,7 @@ def topics(digest: Digest, limit: int = 2) -> list[str]:
             label = truncate(clean_text(written), TOPIC_CHARS)
             candidates.append(_Topic(label, (), True, order, person))
     for number, match in enumerate(digest.matches):
-        found = [(where, term) for reason in match.reasons for where, term in _reason_terms(reason)]
+        found = [pair for reason in match.reasons for pair in _terms_of(reason)]
         terms = [(where, _stems(term)) for where, term in found if where != "author"]
         authors = [person for where, term in found if where == "author" and (person := name(term))]
         for topic in candidates:
@@ -185,12 +194,9 @@ def long_date(digest: Digest) -> str:
 
 
 def _one_line(subject: str) -> bool:
-    """Whether the Subject field stays on one line on the wire. Python folds a long field
-    before an encoded word with the space left on both lines, and readers then show two
-    spaces ("models  — Tue"); a subject that fits is never folded."""
-    message = EmailMessage()
-    message["Subject"] = subject
-    return message.as_bytes(policy=SMTP).count(b"\r\n") == 2
+    """Whether the Subject field stays on one line on the wire: a folded subject shows
+    extra spaces in some readers, and inboxes cut long subjects anyway."""
+    return fits_one_line("Subject", subject)
 
 
 def subject_for(digest: Digest) -> str:

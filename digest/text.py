@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
@@ -191,6 +191,14 @@ class Clause:
         return len(self.text.split())
 
 
+def clause_pieces(text: str) -> list[str]:
+    """`text` cut at its clause marks: `clauses` of each piece, in order, are the clauses
+    of the whole. Whole when LaTeX commands could hide a mark ("\\(")."""
+    if "\\" in text:
+        return [text]
+    return [piece for piece in _CLAUSE_END.split(text) if piece and not piece.isspace()]
+
+
 def clauses(text: str) -> list[Clause]:
     """How interests are read: clause by clause ("weak lensing, rotation curves")."""
     groups: dict[int, list[Token]] = {}
@@ -204,6 +212,82 @@ def clauses(text: str) -> list[Clause]:
         )
         for group in groups.values()
     ]
+
+
+# ---------------------------------------------------------------------------------------
+# Interests: what each keyword and description clause asks for, remembered across
+# subscribers (they share keywords, and descriptions share clauses).
+
+# A description clause of at most this many words is a list item, not prose.
+ITEM_WORDS = 3
+
+
+@lru_cache(maxsize=1 << 14)
+def _clauses(text: str) -> tuple[Clause, ...]:
+    """`clauses`, remembered: subscribers share keywords, and a run compiles them all."""
+    return tuple(clauses(text))
+
+
+def _item_asks(stems: Sequence[str], weight: float, part: float) -> list[tuple[str, float]]:
+    """What one keyword or list item adds: itself, and each of its words a little."""
+    adds = [(" ".join(stems), weight)]
+    if len(stems) > 1 and part:
+        adds += [(word, part * weight) for word in stems]
+    return adds
+
+
+@lru_cache(maxsize=1 << 16)
+def keyword_asks(
+    keyword: str, weight: float, part: float
+) -> tuple[tuple[tuple[str, float], ...], tuple[str, ...]]:
+    """A keyword's (term, weight) additions in order, and its phrases: remembered, as
+    subscribers share keywords."""
+    adds: list[tuple[str, float]] = []
+    for clause in _clauses(keyword):
+        adds += _item_asks(clause.stems, weight, part)
+    return tuple(adds), tuple(" ".join(c.stems) for c in _clauses(keyword) if len(c.stems) > 1)
+
+
+def description_asks(
+    description: str, item: float, prose: float, part: float
+) -> list[tuple[str, float]]:
+    """A description's (term, weight) additions in order, clause by clause."""
+    adds: list[tuple[str, float]] = []
+    # Descriptions differ, but their clauses recur: each is read once.
+    for piece in clause_pieces(description):
+        adds += _clause_asks(piece, item, prose, part)
+    return adds
+
+
+@lru_cache(maxsize=1 << 16)
+def _clause_asks(
+    text: str, item: float, prose: float, part: float
+) -> tuple[tuple[str, float], ...]:
+    """The (term, weight) additions of the clauses of `text`, in order."""
+    adds: list[tuple[str, float]] = []
+    for clause in clauses(text):
+        if clause.words <= ITEM_WORDS:
+            adds += _item_asks(clause.stems, item, part)
+            continue
+        adds += [(word, prose) for word in clause.stems]
+        adds += [(term, prose) for term in _joined_phrases(clause)]
+    return tuple(adds)
+
+
+@lru_cache(maxsize=1 << 14)
+def clause_terms(text: str) -> tuple[str, ...]:
+    """Each clause of `text` as one term (an exclude)."""
+    return tuple(" ".join(c.stems) for c in _clauses(text))
+
+
+def _joined_phrases(clause: Clause) -> Iterator[str]:
+    """The phrases of two or three words written together in a clause of prose."""
+    stems = clause.stems
+    for i in range(len(stems)):
+        for j in range(i + 1, min(i + 3, len(stems))):
+            if not clause.joined[j - 1]:
+                break
+            yield " ".join(stems[i : j + 1])
 
 
 # Author names

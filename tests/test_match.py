@@ -28,6 +28,7 @@ from digest.match import (
 )
 from digest.models import Interests, Match, Paper, Subscriber
 from digest.sources.huggingface import parse_api
+from digest.text import clause_pieces, clauses
 
 DAY = dt.date(2026, 1, 5)
 ROOT = Path(__file__).resolve().parent.parent
@@ -579,3 +580,43 @@ def test_every_paper_selected_on_the_dev_corpus_has_true_reasons(
                 assert_reasons_are_true(match)
                 count += 1
     assert count > 30
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "Weak lensing, rotation curves; star-forming dwarf-galaxies (in clusters): MOND!",
+        'Radio-frequency interference (RFI) in "single dish" data. And pulsars?',
+        "Spectra with \\emph{JWST}, \\(z > 6\\) galaxies, and lensing",
+        "  ,, leading marks; trailing ones ..  ",
+    ],
+)
+def test_a_description_read_piece_by_piece_gives_the_clauses_of_the_whole(
+    description: str,
+) -> None:
+    # Profiles read each piece between clause marks once for all subscribers sharing it.
+    whole = clauses(description)
+    assert whole
+    assert [c for piece in clause_pieces(description) for c in clauses(piece)] == whole
+
+
+def test_a_profile_compiled_twice_from_shared_keywords_is_the_same_profile() -> None:
+    stats = CorpusStats.from_papers(
+        [
+            Paper("1", "Weak lensing of dwarf galaxies", "Weak lensing maps.", DAY, "t", ""),
+            Paper("2", "Rotation curves", "Dwarf galaxies rotate, weak lensing.", DAY, "t", ""),
+        ]
+    )
+    interests = Interests(
+        description="Galaxies: weak lensing, dwarf galaxies. Also how rotation curves flatten.",
+        keywords=("weak lensing", "dwarf galaxies", "weak lensing"),
+        exclude=("rotation curves",),
+    )
+    first = compile_profile(interests, stats)
+    again = compile_profile(interests, stats)
+    assert first == again
+    # Repeated asks add up: the keyword written twice weighs twice its single weight.
+    single = compile_profile(Interests(keywords=("weak lensing",)), stats).terms["weak lens"]
+    assert first.terms["weak lens"] > 2 * single
+    assert first.exclude == ("rotat curv",)
+    assert first.phrases == {"weak lens", "dwarf galaxi"}
