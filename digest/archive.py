@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 
-from digest.feeds import write_atomic
+from digest.feeds import write_atomic_many
 from digest.models import Paper
 from digest.render import PaperView, paper_view, template_error, template_loader
 from digest.sanitize import clean_text, plural, truncate
@@ -135,9 +135,7 @@ def write_archive(
 ) -> list[Path]:
     """Write the archive into `output_dir`; returns the files whose bytes changed."""
     pages = archive_pages(papers, title=title, base_url=base_url, days=days, templates=templates)
-    changed = [
-        output_dir / path for path, data in pages.items() if write_atomic(output_dir / path, data)
-    ]
+    changed = write_atomic_many((output_dir / path, data) for path, data in pages.items())
     if changed:
         log.info("archive: %d of %d pages changed", len(changed), len(pages))
     return changed

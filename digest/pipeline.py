@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import email.policy
 import email.utils
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from digest.archive import day_path, write_archive
 from digest.config import Config
 from digest.deliver import DeliveryReport, drain_outbox, open_transport
 from digest.errors import SourceError
-from digest.feeds import public_feeds, subscriber_feed, write_atomic
+from digest.feeds import (
+    EntryText,
+    public_feeds,
+    remove_stale_temporaries,
+    subscriber_feed,
+    write_atomic_many,
+)
 from digest.fetch import Fetcher
 from digest.index import Request, select_many
 from digest.lock import run_lock
@@ -237,7 +244,7 @@ def plan_digests(
 
 
 def links_for(config: Config, secret: bytes, digest: Digest) -> DigestLinks:
-    sender = email.utils.parseaddr(config.sender)[1]
+    sender = _address(config.sender)
     base = config.base_url.rstrip("/")
     unsubscribe = token(secret, digest.subscriber.email, "unsubscribe")
     return DigestLinks(
@@ -252,18 +259,27 @@ def private_feed_path(secret: bytes, address: str) -> str:
     return f"feeds/private/{token(secret, address, 'feed')}.atom"
 
 
+@lru_cache(maxsize=16)  # the same for every message of a run; parsing it was 7 % of render
+def _address(sender: str) -> str:
+    return email.utils.parseaddr(sender)[1]
+
+
+@lru_cache(maxsize=16)
+def _message_domains(sender: str, base_url: str) -> tuple[str, str]:
+    """(the Message-ID's domain, the List-Id)."""
+    host = urlsplit(base_url).hostname or "localhost"
+    return _address(sender).rpartition("@")[2] or host, f"digest.{host}"
+
+
 def render_message(
     config: Config, renderer: Renderer, secret: bytes, digest: Digest, now: dt.datetime
 ) -> tuple[str, bytes]:
     """The complete message for a digest: (Message-ID, bytes as sent over SMTP)."""
     links = links_for(config, secret, digest)
     rendered = renderer.render(digest, links)
-    domain = email.utils.parseaddr(config.sender)[1].rpartition("@")[2] or (
-        urlsplit(config.base_url).hostname or "localhost"
-    )
+    domain, list_id = _message_domains(config.sender, config.base_url)
     message_id = message_id_for(digest.subscriber.email, digest.key, domain)
-    list_id = f"digest.{urlsplit(config.base_url).hostname or 'localhost'}"
-    message = renderer.message(
+    data = renderer.message_bytes(
         digest,
         rendered,
         links,
@@ -272,7 +288,7 @@ def render_message(
         list_id=list_id,
         date=now,
     )
-    return message_id, message.as_bytes(policy=email.policy.SMTP)
+    return message_id, data
 
 
 def outbox_entry(
@@ -324,6 +340,8 @@ def write_feeds(
     too, which the emails link to), and the private feed of each subscriber whose digests
     changed (or whose feed file is missing). Unchanged bytes are not rewritten."""
     output = config.output_dir
+    # The run lock is held: a temp file here can only be a killed run's leftover.
+    remove_stale_temporaries(output)
     latest = store.latest_day()
     recent = (
         store.papers_between(latest - dt.timedelta(days=PUBLIC_FEED_DAYS - 1), latest)
@@ -331,8 +349,8 @@ def write_feeds(
         else []
     )
     atom, rss = public_feeds(recent, title=config.title, base_url=config.base_url)
-    write_atomic(output / "feeds" / "papers.atom", atom)
-    write_atomic(output / "feeds" / "papers.rss", rss)
+    feeds = output / "feeds"
+    write_atomic_many([(feeds / "papers.atom", atom), (feeds / "papers.rss", rss)])
     papers = store.all_papers()
     write_archive(
         output,
@@ -349,19 +367,26 @@ def write_feeds(
         or not (output / private_feed_path(secret, subscriber.email)).exists()
     ]
     by_id = {paper.id: paper for paper in papers}
-    for start in range(0, len(stale), BATCH):
-        batch = stale[start : start + BATCH]
-        history = store.digest_history((s.email for s in batch), PRIVATE_FEED_DIGESTS)
-        for subscriber in batch:
-            path = private_feed_path(secret, subscriber.email)
-            records = history.get(subscriber.email.lower(), [])
-            data = subscriber_feed(
-                delivered_digests(subscriber, records, by_id),
-                title=f"{config.title} for {subscriber.name or subscriber.email}",
-                base_url=config.base_url,
-                feed_path=path,
-            )
-            write_atomic(output / path, data)
+    texts: dict[Paper, EntryText] = {}  # each paper's entry text, cleaned once for all feeds
+
+    def private_feeds() -> Iterator[tuple[Path, bytes]]:
+        for start in range(0, len(stale), BATCH):
+            batch = stale[start : start + BATCH]
+            history = store.digest_history((s.email for s in batch), PRIVATE_FEED_DIGESTS)
+            for subscriber in batch:
+                path = private_feed_path(secret, subscriber.email)
+                records = history.get(subscriber.email.lower(), [])
+                data = subscriber_feed(
+                    delivered_digests(subscriber, records, by_id),
+                    title=f"{config.title} for {subscriber.name or subscriber.email}",
+                    base_url=config.base_url,
+                    feed_path=path,
+                    texts=texts,
+                )
+                yield output / path, data
+
+    # One batch: the files are synced together, not one disk flush per feed.
+    write_atomic_many(private_feeds())
 
 
 def delivered_digests(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -134,6 +135,20 @@ def test_write_archive_writes_only_what_changed(tmp_path: Path, week: list[Paper
     more = dataclasses.replace(week[0], upvotes=week[0].upvotes + 1)
     changed = write_archive(tmp_path, [more, *week[1:]], title="T", base_url=BASE)
     assert changed == [tmp_path / day_path(week[0].day)]
+
+
+def test_pages_left_unchanged_keep_their_mtime_and_no_temp_files_remain(
+    tmp_path: Path, week: list[Paper]
+) -> None:
+    pages = write_archive(tmp_path, week, title="T", base_url=BASE)
+    for page in pages:
+        os.utime(page, ns=(1_000_000_000, 1_000_000_000))
+    more = dataclasses.replace(week[0], upvotes=week[0].upvotes + 1)
+    changed = write_archive(tmp_path, [more, *week[1:]], title="T", base_url=BASE)
+    for page in pages:
+        assert (page.stat().st_mtime_ns == 1_000_000_000) is (page not in changed)
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert sorted(files) == sorted(pages)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,13 @@ from helpers import month_papers
 from lxml import etree
 
 from digest.errors import DigestError
-from digest.feeds import public_feeds, subscriber_feed, write_atomic
+from digest.feeds import (
+    EntryText,
+    public_feeds,
+    subscriber_feed,
+    write_atomic,
+    write_atomic_many,
+)
 from digest.models import Digest, Interests, Match, Paper, Subscriber
 
 BASE = "https://papers.example.org"
@@ -196,6 +204,113 @@ def test_write_atomic_keeps_the_file_readable_by_the_web_server(tmp_path: Path) 
     path.chmod(0o640)
     write_atomic(path, b"b")
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_many_files_written_at_once_are_complete_and_only_changed_ones_are_touched(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "feeds" / "private"
+    first = {
+        folder / f"tok{n:04d}.atom": f"<feed>{n}</feed>".encode() * (n + 1) for n in range(300)
+    }
+    assert write_atomic_many(first.items()) == list(first)
+    for path, data in first.items():
+        assert path.read_bytes() == data
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    second = dict(first)
+    changed = [path for n, path in enumerate(first) if n % 7 == 0]
+    for path in changed:
+        second[path] = b"<feed>new</feed>"
+    assert write_atomic_many(iter(second.items())) == changed  # any iterable, even a generator
+    for path, data in second.items():
+        assert path.read_bytes() == data
+        kept = path not in changed
+        assert (path.stat().st_mtime_ns == 1_000_000_000) is kept
+    assert write_atomic_many(second.items()) == []
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in first)
+
+
+def test_a_batch_spans_folders_and_keeps_each_files_mode(tmp_path: Path) -> None:
+    public = tmp_path / "feeds" / "papers.atom"
+    page = tmp_path / "archive" / "2026-01-05.html"
+    write_atomic_many([(public, b"a"), (page, b"b")])
+    page.chmod(0o640)
+    assert write_atomic_many([(public, b"a2"), (page, b"b2")]) == [public, page]
+    assert (public.read_bytes(), page.read_bytes()) == (b"a2", b"b2")
+    assert public.stat().st_mode & 0o777 == 0o644
+    assert page.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_path_given_twice_in_a_batch_gets_the_last_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "papers.atom"
+    write_atomic(path, b"old")
+    assert write_atomic_many([(path, b"new"), (path, b"old")]) == []
+    assert path.read_bytes() == b"old"
+    assert write_atomic_many([(path, b"one"), (path, b"two")]) == [path]
+    assert path.read_bytes() == b"two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["papers.atom"]
+
+
+def test_a_batch_that_fails_midway_replaces_nothing_and_leaves_no_temp_files(
+    tmp_path: Path,
+) -> None:
+    done = tmp_path / "a.atom"
+    write_atomic(done, b"old")
+
+    def items() -> Iterator[tuple[Path, bytes]]:
+        yield done, b"new"
+        yield tmp_path / "b.atom", b"b"
+        raise OSError("disk full")  # as if rendering or writing the third file failed
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic_many(items())
+    assert done.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.atom"]
+
+
+def test_a_reader_polling_during_a_batch_sees_each_file_old_or_new_never_partial(
+    tmp_path: Path,
+) -> None:
+    paths = [tmp_path / f"tok{n}.atom" for n in range(20)]
+    old, new = b"o" * 200_000, b"n" * 300_000
+    write_atomic_many((path, old) for path in paths)
+    seen: set[bytes] = set()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            for path in paths:
+                seen.add(path.read_bytes())
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for _ in range(2):
+            write_atomic_many((path, new) for path in paths)
+            write_atomic_many((path, old) for path in paths)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen <= {old, new}
+    assert seen
+
+
+def test_private_feeds_sharing_an_entry_text_cache_are_the_same_bytes(
+    monday: list[Paper], tuesday: list[Paper]
+) -> None:
+    digests = [
+        [
+            digest_for(monday[n : n + 3], dt.date(2026, 1, 5), f"2026-01-05/{n}"),
+            digest_for(tuesday[n : n + 2], dt.date(2026, 1, 6), f"2026-01-06/{n}"),
+        ]
+        for n in range(0, 12, 2)
+    ]
+    texts: dict[Paper, EntryText] = {}
+    for feed in digests:
+        shared = subscriber_feed(feed, title="T", base_url=BASE, feed_path=FEED_PATH, texts=texts)
+        alone = subscriber_feed(feed, title="T", base_url=BASE, feed_path=FEED_PATH)
+        assert shared == alone
+    assert len(texts) == len({m.paper for feed in digests for d in feed for m in d.matches})
 
 
 SCHEMA = Path(__file__).parent / "fixtures" / "schemas" / "atom.rng"

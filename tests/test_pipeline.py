@@ -281,3 +281,16 @@ def test_the_demo_serves_unaltered_captures_of_the_month() -> None:
     assert len(list(CAPTURES.glob("*.json"))) == 5
     for path in CAPTURES.glob("*.json"):
         assert path.read_bytes() == (MONTH / path.name).read_bytes()
+
+
+def test_a_run_removes_temp_files_a_killed_run_left_in_the_output(
+    make_config: Callable[..., Config],
+) -> None:
+    config = make_config()
+    private = config.output_dir / "feeds" / "private"
+    private.mkdir(parents=True)
+    leftover = private / ".abc.atom.x1y2.tmp"
+    leftover.write_bytes(b"<feed")
+    run(config, today=dt.date(2026, 1, 5))
+    assert not leftover.exists()
+    assert not list(config.output_dir.rglob("*.tmp"))
