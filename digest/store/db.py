@@ -1,250 +1,54 @@
-"""Everything `digest` remembers, and the only module that speaks SQL.
-
-Tables:
-
-- `papers`: one row per paper id, merged across sources (the richest fields win, links
-  are the union), with the day it was first listed.
-- `sightings`: each time a source listed a paper: when, for which day, with how many
-  upvotes (upvotes change over time).
-- `runs`: every `digest run`, its date and outcome; the last successful run's date is
-  where the next run's catch-up window starts.
-- `deliveries`: the ledger and outbox, one unique row per (subscriber, digest key) holding
-  the complete rendered message, moving queued → sent | deferred | failed | skipped.
-- `delivered_papers`: which papers each subscriber has been given, written in the same
-  transaction as the delivery row, so "not yet sent" is a query, never a flag.
-- `subscribers`: addresses that are not simply active: unsubscribed (one click, from
-  `digest serve`) or suppressed after repeated hard failures, with the count of those.
-
-SQLite runs in WAL mode with `synchronous=FULL` and a busy timeout, and every transaction
-starts with `BEGIN IMMEDIATE` so a read-then-write never fails with "database is locked".
-"""
+"""`Store`: every query `digest` makes (see the package docstring for the tables)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.errors import DigestError
 from digest.fetch import Cached
-from digest.models import Link, Paper
-
-metadata = sa.MetaData()
-
-papers_table = sa.Table(
-    "papers",
-    metadata,
-    sa.Column("id", sa.String, primary_key=True),
-    sa.Column("day", sa.String, nullable=False, index=True),
-    sa.Column("data", sa.Text, nullable=False),
-    sa.Column("first_seen", sa.String, nullable=False),
-    sa.Column("updated", sa.String, nullable=False),
+from digest.models import Paper
+from digest.store.records import (
+    Delivery,
+    DeliveryItem,
+    DigestRecord,
+    OutboxEntry,
+    Run,
+    SubscriberState,
+    _delivery,
+    _iso,
+    _items,
+    _subscriber_state,
+    merge_papers,
+    paper_from_json,
+    paper_to_json,
 )
-
-sightings_table = sa.Table(
-    "sightings",
+from digest.store.schema import (
+    ACTIVE,
+    DEFERRED,
+    FAILED,
+    QUEUED,
+    SENT,
+    SKIPPED,
+    SUPPRESSED,
+    UNSUBSCRIBED,
+    _connect_args,
+    _make_sqlite_durable,
+    delivered_papers_table,
+    deliveries_table,
+    http_cache_table,
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("paper_id", sa.String, nullable=False, index=True),
-    sa.Column("source", sa.String, nullable=False),
-    sa.Column("day", sa.String, nullable=False),
-    sa.Column("seen_at", sa.String, nullable=False),
-    sa.Column("upvotes", sa.Integer, nullable=False),
-    sa.Column("comments", sa.Integer, nullable=False),
+    papers_table,
+    runs_table,
+    sightings_table,
+    source_days_table,
+    subscribers_table,
 )
-
-runs_table = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_date", sa.String, nullable=False),
-    sa.Column("started_at", sa.String, nullable=False),
-    sa.Column("finished_at", sa.String),
-    sa.Column("status", sa.String, nullable=False),
-    sa.Column("message", sa.Text, nullable=False, default=""),
-)
-
-deliveries_table = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("subscriber", sa.String, nullable=False),
-    sa.Column("digest_key", sa.String, nullable=False),
-    sa.Column("digest_date", sa.String, nullable=False),
-    sa.Column("state", sa.String, nullable=False),
-    sa.Column("message_id", sa.String, nullable=False),
-    sa.Column("message", sa.LargeBinary, nullable=False),
-    sa.Column("items", sa.Text, nullable=False),
-    sa.Column("created_at", sa.String, nullable=False),
-    sa.Column("sent_at", sa.String),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt", sa.String),
-    sa.Column("last_error", sa.Text),
-    sa.UniqueConstraint("subscriber", "digest_key", name="one_digest_per_subscriber"),
-)
-
-delivered_papers_table = sa.Table(
-    "delivered_papers",
-    metadata,
-    sa.Column("subscriber", sa.String, primary_key=True),
-    sa.Column("paper_id", sa.String, primary_key=True),
-    sa.Column("digest_key", sa.String, nullable=False),
-)
-
-source_days_table = sa.Table(
-    "source_days",
-    metadata,
-    sa.Column("source", sa.String, primary_key=True),
-    sa.Column("day", sa.String, primary_key=True),
-    sa.Column("fetched_at", sa.String, nullable=False),
-    sa.Column("papers", sa.Integer, nullable=False),
-)
-
-http_cache_table = sa.Table(
-    "http_cache",
-    metadata,
-    sa.Column("url", sa.String, primary_key=True),
-    sa.Column("etag", sa.String),
-    sa.Column("last_modified", sa.String),
-    sa.Column("content", sa.LargeBinary, nullable=False),
-)
-
-subscribers_table = sa.Table(
-    "subscribers",
-    metadata,
-    sa.Column("email", sa.String, primary_key=True),
-    sa.Column("state", sa.String, nullable=False),
-    sa.Column("hard_failures", sa.Integer, nullable=False, default=0),
-    sa.Column("changed_at", sa.String, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False, default=""),
-)
-
-QUEUED, SENT, DEFERRED, FAILED = "queued", "sent", "deferred", "failed"
-# A delivery whose subscriber unsubscribed (or was suppressed) after it was queued.
-SKIPPED = "skipped"
-# Subscriber states; an address with no row is active.
-ACTIVE, UNSUBSCRIBED, SUPPRESSED = "active", "unsubscribed", "suppressed"
-
-
-@dataclass(frozen=True)
-class SubscriberState:
-    email: str
-    state: str = ACTIVE
-    hard_failures: int = 0
-    changed_at: str | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class DeliveryItem:
-    """One paper as a digest held it: enough to rebuild the subscriber's private feed."""
-
-    paper_id: str
-    score: float
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """A rendered digest on its way into the outbox (see `Store.queue_many`)."""
-
-    subscriber: str
-    digest_key: str
-    digest_date: dt.date
-    message_id: str
-    message: bytes
-    items: tuple[DeliveryItem, ...]
-
-
-@dataclass(frozen=True)
-class DigestRecord:
-    """What a digest held, without its message: a private feed is built from these."""
-
-    digest_key: str
-    digest_date: dt.date
-    items: tuple[DeliveryItem, ...]
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    subscriber: str
-    digest_key: str
-    digest_date: dt.date
-    state: str
-    message_id: str
-    message: bytes
-    items: tuple[DeliveryItem, ...]
-    attempts: int
-    created_at: str
-    sent_at: str | None
-    last_error: str | None
-
-
-@dataclass(frozen=True)
-class Run:
-    id: int
-    run_date: dt.date
-    started_at: str
-    finished_at: str | None
-    status: str
-    message: str
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
-
-
-def paper_to_json(paper: Paper) -> str:
-    data = dataclasses.asdict(paper)
-    data["day"] = paper.day.isoformat()
-    data["published"] = paper.published.isoformat() if paper.published else None
-    return json.dumps(data, sort_keys=True, ensure_ascii=False)
-
-
-def paper_from_json(text: str) -> Paper:
-    data: dict[str, Any] = json.loads(text)
-    data["day"] = dt.date.fromisoformat(data["day"])
-    if data.get("published"):
-        data["published"] = dt.datetime.fromisoformat(data["published"])
-    for key in ("authors", "ai_keywords"):
-        data[key] = tuple(data.get(key) or ())
-    data["links"] = tuple(Link(**link) for link in data.get("links") or ())
-    return Paper(**data)
-
-
-def merge_papers(old: Paper, new: Paper) -> Paper:
-    """The same paper seen again, or from another source.
-
-    The source that listed it first owns its text: a later sighting from that source
-    refreshes every field, another source only fills what is missing (a lab feed's post
-    title must not replace the paper's). Links are the union; counts take the larger
-    value, since a source that does not count upvotes reports 0; the day stays the first.
-    """
-    same_source = new.source == old.source
-    filled = {
-        field.name: getattr(new, field.name)
-        for field in dataclasses.fields(Paper)
-        if field.name not in ("id", "day", "source", "url", "links", "upvotes", "comments")
-        and getattr(new, field.name) not in (None, "", ())
-        and (same_source or getattr(old, field.name) in (None, "", ()))
-    }
-    filled["upvotes"] = max(old.upvotes, new.upvotes)
-    filled["comments"] = max(old.comments, new.comments)
-    links = list(old.links)
-    known = {link.url for link in links} | {old.url}
-    links.extend(link for link in new.links if link.url not in known)
-    if new.url and new.url not in known:
-        links.append(Link(urlsplit(new.url).hostname or new.source, new.url))
-    return dataclasses.replace(old, **filled, day=min(old.day, new.day), links=tuple(links))
 
 
 class Store:
@@ -724,61 +528,3 @@ class Store:
             ledger = set(connection.execute(sa.select(deliveries_table.c.subscriber).distinct()))
             states = set(connection.execute(sa.select(subscribers_table.c.email)).scalars())
         return {row[0] for row in ledger} | states
-
-
-def _subscriber_state(row: sa.Row[Any]) -> SubscriberState:
-    return SubscriberState(
-        email=row.email,
-        state=row.state,
-        hard_failures=row.hard_failures,
-        changed_at=row.changed_at,
-        reason=row.reason,
-    )
-
-
-def _delivery(row: sa.Row[Any]) -> Delivery:
-    return Delivery(
-        id=row.id,
-        subscriber=row.subscriber,
-        digest_key=row.digest_key,
-        digest_date=dt.date.fromisoformat(row.digest_date),
-        state=row.state,
-        message_id=row.message_id,
-        message=row.message,
-        items=_items(row.items),
-        attempts=row.attempts,
-        created_at=row.created_at,
-        sent_at=row.sent_at,
-        last_error=row.last_error,
-    )
-
-
-def _items(text: str) -> tuple[DeliveryItem, ...]:
-    return tuple(
-        DeliveryItem(item["id"], float(item["score"]), tuple(item["reasons"]))
-        for item in json.loads(text)
-    )
-
-
-def _connect_args(url: str) -> dict[str, Any]:
-    return {"timeout": 30.0} if url.startswith("sqlite") else {}
-
-
-def _make_sqlite_durable(engine: sa.Engine) -> None:
-    """WAL, synchronous=FULL, a busy timeout, and BEGIN IMMEDIATE for every transaction
-    (pysqlite's own implicit BEGIN comes too late, after the first SELECT)."""
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(connection: sa.Connection) -> None:
-        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")

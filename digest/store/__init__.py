@@ -1,0 +1,69 @@
+"""Everything `digest` remembers; the only package that speaks SQL.
+
+`schema` holds the tables, `records` the values handed out, `db` the `Store` and its
+queries.
+
+Tables:
+
+- `papers`: one row per paper id, merged across sources (the richest fields win, links
+  are the union), with the day it was first listed.
+- `sightings`: each time a source listed a paper: when, for which day, with how many
+  upvotes (upvotes change over time).
+- `runs`: every `digest run`, its date and outcome; the last successful run's date is
+  where the next run's catch-up window starts.
+- `deliveries`: the ledger and outbox, one unique row per (subscriber, digest key) holding
+  the complete rendered message, moving queued → sent | deferred | failed | skipped.
+- `delivered_papers`: which papers each subscriber has been given, written in the same
+  transaction as the delivery row, so "not yet sent" is a query, never a flag.
+- `subscribers`: addresses that are not simply active: unsubscribed (one click, from
+  `digest serve`) or suppressed after repeated hard failures, with the count of those.
+
+SQLite runs in WAL mode with `synchronous=FULL` and a busy timeout, and every transaction
+starts with `BEGIN IMMEDIATE` so a read-then-write never fails with "database is locked".
+"""
+
+from digest.store.db import Store
+from digest.store.records import (
+    Delivery,
+    DeliveryItem,
+    DigestRecord,
+    OutboxEntry,
+    Run,
+    SubscriberState,
+    merge_papers,
+    paper_from_json,
+    paper_to_json,
+)
+from digest.store.schema import (
+    ACTIVE,
+    DEFERRED,
+    FAILED,
+    QUEUED,
+    SENT,
+    SKIPPED,
+    SUPPRESSED,
+    UNSUBSCRIBED,
+    metadata,
+)
+
+__all__ = [
+    "ACTIVE",
+    "DEFERRED",
+    "FAILED",
+    "QUEUED",
+    "SENT",
+    "SKIPPED",
+    "SUPPRESSED",
+    "UNSUBSCRIBED",
+    "Delivery",
+    "DeliveryItem",
+    "DigestRecord",
+    "OutboxEntry",
+    "Run",
+    "Store",
+    "SubscriberState",
+    "merge_papers",
+    "metadata",
+    "paper_from_json",
+    "paper_to_json",
+]
