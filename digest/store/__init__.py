@@ -5,12 +5,15 @@ queries.
 
 Tables:
 
-- `papers`: one row per paper id, merged across sources (the richest fields win, links
-  are the union), with the day it was first listed.
+- `papers`: one row per paper id, merged across sources (the first source owns the text,
+  others fill gaps; links are the union), with the day it was first listed.
 - `sightings`: each time a source listed a paper: when, for which day, with how many
   upvotes (upvotes change over time).
-- `runs`: every `digest run`, its date and outcome; the last successful run's date is
-  where the next run's catch-up window starts.
+- `runs`: every `digest run`, its date and outcome; a date with a successful run is
+  decided, and replaying it sends nothing new.
+- `source_days`: the days each source was fetched completely; a source's next run
+  catches up from its last one.
+- `http_cache`: ETag / Last-Modified and the body they validate, per URL.
 - `deliveries`: the ledger and outbox, one unique row per (subscriber, digest key) holding
   the complete rendered message, moving queued → sent | deferred | failed | skipped.
 - `delivered_papers`: which papers each subscriber has been given, written in the same
