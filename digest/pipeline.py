@@ -299,17 +299,6 @@ def outbox_entry(
     return OutboxEntry(digest.subscriber.email, digest.key, digest.date, message_id, data, items)
 
 
-def queue_digest(
-    config: Config,
-    store: Store,
-    renderer: Renderer,
-    secret: bytes,
-    digest: Digest,
-    now: dt.datetime,
-) -> bool:
-    return store.queue_many([outbox_entry(config, renderer, secret, digest, now)], now) == 1
-
-
 def queue_digests(
     config: Config,
     store: Store,
