@@ -15,7 +15,6 @@ import resource
 import smtplib
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from digest.demo import _CaptureHandler, _CaptureHTTPServer
+from digest.demo import _CaptureHandler, _CaptureHTTPServer, serving
 from digest.text import STOP_WORDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,14 +306,8 @@ def loopback_server(files: Path) -> Iterator[str]:
     """`digest.demo.capture_server` over the January 2026 captures, also serving `files`
     at /files/; yields the base URL. Runs in threads of this process, which only waits
     for the measured ones (`digest run`, `r2e run`) to finish."""
-    server = _Server(MONTH, files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Server(MONTH, files)) as url:
+        yield url
 
 
 # ---------------------------------------------------------------------------------------

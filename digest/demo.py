@@ -86,7 +86,13 @@ def capture_server(folder: Path = CAPTURES) -> Iterator[str]:
 
     Like the real API, answers carry an ETag and a matching `If-None-Match` gets a 304.
     """
-    server = _CaptureHTTPServer(folder)
+    with serving(_CaptureHTTPServer(folder)) as url:
+        yield url
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Run `server` (bound to 127.0.0.1) in a thread; yields its base URL."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
