@@ -191,13 +191,26 @@ def run_forever(config: Config) -> None:
     scheduler = build_scheduler(config)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        if scheduler.running:
-            log.info("signal %d: stopping the scheduler", signum)
-            scheduler.shutdown(wait=False)
+        # Only unwind here: shutting down inside the handler can deadlock, since the
+        # signal may land while the main thread holds the lock of the event it would set.
+        raise _Stopped(signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = signal.getsignal(signal.SIGTERM)
     try:
+        signal.signal(signal.SIGTERM, stop)
         scheduler.start()
+    except _Stopped as stopped:
+        log.info("signal %d: stopping the scheduler", stopped.signum)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
     finally:
         signal.signal(signal.SIGTERM, previous)
     log.info("scheduler stopped")
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived: unwinds the scheduler's loop to where it can be shut down."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
