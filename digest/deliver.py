@@ -17,18 +17,20 @@ import datetime as dt
 import email.utils
 import logging
 import mailbox
+import multiprocessing
 import os
 import smtplib
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Protocol
 
 from digest.config import DeliveryConfig
 from digest.errors import DeliveryError
-from digest.store import ACTIVE, Delivery, Store
+from digest.store import ACTIVE, Delivery, Outbox, Store
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +231,11 @@ class DeliveryReport:
     skipped: int = 0  # the subscriber unsubscribed or was suppressed after queueing
     suppressed: int = 0  # addresses suppressed by this run
 
+    def __add__(self, other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
+        )
+
 
 def drain_outbox(
     store: Store,
@@ -251,29 +258,30 @@ def drain_outbox(
     tries: dict[int, int] = {}
     pending = store.due_deliveries(now)
     errors: dict[int, TransientError] = {}
-    for delay in (None, *retry_delays):
-        if not pending:
-            break
-        if delay is not None:
-            log.info("%d messages refused for now; trying again in %gs", len(pending), delay)
-            sleep(delay)
-        errors = {}
+    with store.outbox() as outbox:
+        for delay in (None, *retry_delays):
+            if not pending:
+                break
+            if delay is not None:
+                log.info("%d messages refused for now; trying again in %gs", len(pending), delay)
+                sleep(delay)
+            errors = {}
+            for delivery in pending:
+                tries[delivery.id] = tries.get(delivery.id, 0) + 1
+                outcome = _send_one(outbox, transport, envelope_from, delivery, now, tries)
+                if isinstance(outcome, TransientError):
+                    errors[delivery.id] = outcome
+                else:
+                    for key in outcome:
+                        counts[key] += 1
+            pending = [delivery for delivery in pending if delivery.id in errors]
         for delivery in pending:
-            tries[delivery.id] = tries.get(delivery.id, 0) + 1
-            outcome = _send_one(store, transport, envelope_from, delivery, now, tries)
-            if isinstance(outcome, TransientError):
-                errors[delivery.id] = outcome
-            else:
-                for key in outcome:
-                    counts[key] += 1
-        pending = [delivery for delivery in pending if delivery.id in errors]
-    for delivery in pending:
-        _defer(store, delivery, errors[delivery.id], now, tries[delivery.id], counts)
+            _defer(outbox, delivery, errors[delivery.id], now, tries[delivery.id], counts)
     return DeliveryReport(**counts)
 
 
 def _send_one(
-    store: Store,
+    outbox: Outbox,
     transport: Transport,
     envelope_from: str,
     delivery: Delivery,
@@ -282,9 +290,9 @@ def _send_one(
 ) -> TransientError | tuple[str, ...]:
     """Send one message and record what happened; a TransientError is left to the caller."""
     # Re-checked just before sending: an unsubscribe may have come in since queueing.
-    state = store.subscriber_state(delivery.subscriber)
+    state = outbox.subscriber_state(delivery.subscriber)
     if state.state != ACTIVE:
-        store.mark_skipped(delivery.id, state.state)
+        outbox.mark_skipped(delivery.id, state.state)
         log.info("skipped %s (%s): %s", delivery.subscriber, delivery.digest_key, state.state)
         return ("skipped",)
     attempts = delivery.attempts + tries[delivery.id]
@@ -293,22 +301,22 @@ def _send_one(
     except TransientError as error:
         return error
     except PermanentError as error:
-        store.mark_failed(delivery.id, str(error), attempts)
+        outbox.mark_failed(delivery.id, str(error), attempts)
         log.error("failed %s (%s): %s", delivery.subscriber, delivery.digest_key, error)
         limit = HARD_FAILURE_LIMIT
-        if store.record_hard_failure(delivery.subscriber, str(error), now, limit):
+        if outbox.record_hard_failure(delivery.subscriber, str(error), now, limit):
             log.error("suppressed %s after %d hard failures", delivery.subscriber, limit)
             return ("failed", "suppressed")
         return ("failed",)
-    store.mark_sent(delivery.id, dt.datetime.now(dt.UTC), attempts)
+    outbox.mark_sent(delivery.id, dt.datetime.now(dt.UTC), attempts)
     if state.hard_failures:
-        store.clear_hard_failures(delivery.subscriber)
+        outbox.clear_hard_failures(delivery.subscriber)
     log.info("sent %s to %s", delivery.digest_key, delivery.subscriber)
     return ("sent",)
 
 
 def _defer(
-    store: Store,
+    outbox: Outbox,
     delivery: Delivery,
     error: TransientError,
     now: dt.datetime,
@@ -319,12 +327,12 @@ def _defer(
     created = dt.datetime.fromisoformat(delivery.created_at)
     if now - created >= GIVE_UP_AFTER:
         message = f"gave up after {(now - created).days} days: {error}"
-        store.mark_failed(delivery.id, message, attempts)
+        outbox.mark_failed(delivery.id, message, attempts)
         log.error("failed %s (%s): %s", delivery.subscriber, delivery.digest_key, message)
         counts["failed"] += 1
         return
     wait = min(RETRY_BASE * 2 ** min(attempts - 1, 20), RETRY_MAX)
-    store.mark_deferred(delivery.id, str(error), now + wait, attempts)
+    outbox.mark_deferred(delivery.id, str(error), now + wait, attempts)
     log.warning("deferred %s (%s): %s", delivery.subscriber, delivery.digest_key, error)
     counts["deferred"] += 1
 
@@ -336,3 +344,103 @@ def check_smtp(settings: DeliveryConfig) -> None:
     transport = SMTPTransport(settings)
     transport._connection = transport._connect()
     transport.close()
+
+
+class Courier:
+    """Sends what is queued from a forked process while the run goes on queueing.
+
+    A large run renders and queues its digests in batches; with a courier the first batch
+    is on its way while the next is rendered, and the feeds are written while the last is
+    sent (the SMTP round trips leave the CPU idle, rendering fills it). Each message is
+    still marked sent in its own transaction as it goes, so a crash of either process costs
+    what a crash of one process would. The child inherits the run lock's descriptor: no
+    other run can start while it is still sending, even if the parent was killed.
+
+        with Courier(database, settings, sender, now) as courier:
+            ...  # queue a batch, then
+            courier.queued()
+        report = courier.report  # or DeliveryError, raised on leaving the block
+    """
+
+    def __init__(self, database: str, settings: DeliveryConfig, sender: str, now: dt.datetime):
+        self.report = DeliveryReport()
+        context = multiprocessing.get_context("fork")
+        self._here, there = context.Pipe()
+        self._process = context.Process(
+            target=_courier, args=(database, settings, sender, now, there), daemon=False
+        )
+        self._process.start()
+        there.close()
+
+    def queued(self) -> None:
+        """More messages are committed to the outbox: send them."""
+        with contextlib.suppress(OSError):  # the child is gone; leaving the block says why
+            self._here.send(_MORE)
+
+    def __enter__(self) -> Courier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Wait for the courier to send everything queued, even when the run failed: what
+        is committed is due, and this run is the one holding the lock."""
+        with contextlib.suppress(OSError):
+            self._here.send(_DONE)
+        try:
+            outcome, value = self._here.recv()
+        except (EOFError, OSError):  # a reset when it died with our notes unread
+            outcome, value = "died", None
+        finally:
+            self._here.close()
+            self._process.join()
+        if outcome == "ok":
+            assert isinstance(value, DeliveryReport)
+            self.report = value
+            return
+        if outcome == "error":
+            problem = str(value)
+        else:
+            problem = f"the delivery process died (exit code {self._process.exitcode}); what it "
+            problem += "did not send stays queued"
+        if exc_info[0] is None:
+            raise DeliveryError(problem)
+        log.error("%s", problem)
+
+
+_MORE, _DONE = "more", "done"
+
+
+def _courier(
+    database: str, settings: DeliveryConfig, sender: str, now: dt.datetime, inbox: Connection
+) -> None:
+    """The courier's loop: drain the outbox each time the parent says more is queued, and
+    once more when it says it is done (or died: what is queued is sent all the same)."""
+    total = DeliveryReport()
+    try:
+        store = Store(database)  # its own connections: none opened before the fork is used
+        transport = open_transport(settings)
+        try:
+            done = False
+            while not done:
+                done = _wait(inbox)
+                total += drain_outbox(store, transport, sender, now)
+        finally:
+            transport.close()
+            store.close()
+        inbox.send(("ok", total))
+    except Exception as error:  # reported by the parent, which owns the run's outcome
+        with contextlib.suppress(OSError):
+            inbox.send(("error", str(error)))
+    finally:
+        inbox.close()
+
+
+def _wait(inbox: Connection) -> bool:
+    """Block until the parent says something; take everything it said. True when done."""
+    said = []
+    try:
+        said.append(inbox.recv())
+        while inbox.poll():
+            said.append(inbox.recv())
+    except (EOFError, OSError):  # the parent is gone: send what it queued, then stop
+        return True
+    return _DONE in said

@@ -12,7 +12,7 @@ import datetime as dt
 import email.utils
 import logging
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from digest.archive import day_path, write_archive
 from digest.config import Config
-from digest.deliver import DeliveryReport, drain_outbox, open_transport
+from digest.deliver import Courier, DeliveryReport, drain_outbox, open_transport
 from digest.errors import SourceError
 from digest.feeds import (
     EntryText,
@@ -127,14 +127,16 @@ def _run_locked(
         )
         if dry_run:
             return RunResult(today, days, outcomes, planned, dry_run=True)
-        queue_digests(config, store, renderer, secret, digests, now)
-        write_feeds(config, store, secret, {d.subscriber.email for d in digests}, today=today)
-        status, message = "partial" if failed else "ok", f"{len(digests)} digests queued"
-        transport = open_transport(config.delivery)
-        try:
-            report = drain_outbox(store, transport, config.sender, now)
-        finally:
-            transport.close()
+        courier = None
+        if len(digests) > BATCH:  # send the first batch while rendering the next
+            courier = Courier(config.database, config.delivery, config.sender, now)
+        with courier or contextlib.nullcontext():
+            queue_digests(
+                config, store, renderer, secret, digests, now, courier.queued if courier else None
+            )
+            write_feeds(config, store, secret, {d.subscriber.email for d in digests}, today=today)
+            status, message = "partial" if failed else "ok", f"{len(digests)} digests queued"
+        report = courier.report if courier else send_queued(config, store, now)
         message += f"; sent {report.sent}, deferred {report.deferred}, failed {report.failed}"
         if failed:
             message += f"; {failed[0]}"
@@ -147,6 +149,15 @@ def _run_locked(
     finally:
         if run_id is not None:
             store.finish_run(run_id, status, message, dt.datetime.now(dt.UTC))
+
+
+def send_queued(config: Config, store: Store, now: dt.datetime) -> DeliveryReport:
+    """Drain the outbox in this process."""
+    transport = open_transport(config.delivery)
+    try:
+        return drain_outbox(store, transport, config.sender, now)
+    finally:
+        transport.close()
 
 
 def catch_up_days(store: Store, source: str, today: dt.date) -> tuple[dt.date, ...]:
@@ -306,14 +317,18 @@ def queue_digests(
     secret: bytes,
     digests: list[Digest],
     now: dt.datetime,
+    on_batch: Callable[[], None] | None = None,
 ) -> int:
     """Render and queue every digest, `BATCH` to a transaction: a crash loses at most the
-    batch being written, which the next run plans again (nothing of it was sent)."""
+    batch being written, which the next run plans again (nothing of it was sent).
+    `on_batch` is called after each committed batch."""
     queued = 0
     for start in range(0, len(digests), BATCH):
         batch = digests[start : start + BATCH]
         entries = [outbox_entry(config, renderer, secret, digest, now) for digest in batch]
         queued += store.queue_many(entries, now)
+        if on_batch:
+            on_batch()
     return queued
 
 

@@ -145,6 +145,9 @@ class SMTPSink:
     messages: list[email.message.EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
+    # Called with the number of messages accepted so far, before accepting the next one;
+    # a reply it returns is given instead of accepting.
+    before_data: Callable[[int], str | None] | None = None
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -155,6 +158,8 @@ class SMTPSink:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.before_data and (reply := self.before_data(len(self.messages))):
+            return reply
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         assert isinstance(message, email.message.EmailMessage)
         self.messages.append(message)

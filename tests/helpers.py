@@ -15,6 +15,7 @@ from digest.sources.huggingface import parse_api
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MONTH = FIXTURES / "hf" / "api-month"
+PAPER_URL = re.compile(r"https://huggingface\.co/papers/(\d{4}\.\d{4,5})")
 
 
 def free_port() -> int:
@@ -45,3 +46,19 @@ def maildir_messages(path: Path) -> list[email.message.EmailMessage]:
 def month_papers(day: str) -> list[Paper]:
     """The papers of one captured January 2026 day, as the Hugging Face source reads them."""
     return parse_api((MONTH / f"{day}.json").read_bytes(), day=dt.date.fromisoformat(day))
+
+
+def paper_ids(message: email.message.EmailMessage) -> list[str]:
+    text = message.get_body(("plain",))
+    assert text is not None
+    return list(dict.fromkeys(PAPER_URL.findall(text.get_content())))
+
+
+def digests_by_key(maildir: Path | None) -> dict[str, dict[str, list[str]]]:
+    """Per recipient, the paper ids of each digest, by the digest key in its Message-ID."""
+    assert maildir is not None
+    found: dict[str, dict[str, list[str]]] = {}
+    for message in maildir_messages(maildir):
+        key = message["Message-ID"].split(".")[1]
+        found.setdefault(message["To"].addresses[0].addr_spec, {})[key] = paper_ids(message)
+    return found

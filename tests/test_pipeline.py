@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import email.message
 import json
-import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import feedparser
 import pytest
 from conftest import ConfigFactory
-from helpers import MONTH, free_port, maildir_messages
+from helpers import MONTH, digests_by_key, free_port, maildir_messages, paper_ids
 
 from digest.config import Config
 from digest.demo import capture_days, capture_server
@@ -22,19 +20,12 @@ from digest.fetch import Fetcher
 from digest.pipeline import run
 from digest.store import Store
 
-PAPER_URL = re.compile(r"https://huggingface\.co/papers/(\d{4}\.\d{4,5})")
 MONTH_DAYS = capture_days(MONTH)
 
 
 def quick_fetcher() -> Fetcher:
     """Retries without waiting, so failure tests stay fast."""
     return Fetcher(attempts=2, sleep=lambda seconds: None, timeout=2.0, connect_timeout=1.0)
-
-
-def paper_ids(message: email.message.EmailMessage) -> list[str]:
-    text = message.get_body(("plain",))
-    assert text is not None
-    return list(dict.fromkeys(PAPER_URL.findall(text.get_content())))
 
 
 def received(config: Config) -> dict[str, list[list[str]]]:
@@ -47,16 +38,6 @@ def received(config: Config) -> dict[str, list[list[str]]]:
         to = message["To"].addresses[0].addr_spec
         by_recipient.setdefault(to, []).append(paper_ids(message))
     return by_recipient
-
-
-def digests_by_key(config: Config) -> dict[str, dict[str, list[str]]]:
-    """Per recipient, the paper ids of each digest, by the digest key in its Message-ID."""
-    assert config.delivery.maildir is not None
-    found: dict[str, dict[str, list[str]]] = {}
-    for message in maildir_messages(config.delivery.maildir):
-        key = message["Message-ID"].split(".")[1]
-        found.setdefault(message["To"].addresses[0].addr_spec, {})[key] = paper_ids(message)
-    return found
 
 
 def feed_bytes(config: Config) -> dict[Path, bytes]:
@@ -121,7 +102,7 @@ def test_a_month_of_runs_sends_each_matching_paper_to_each_subscriber_exactly_on
         assert not excluded & set(ids)
         # Unless max_papers left no room: a paper stays a candidate on its own day's run
         # and the next one, and both of those digests must then be full.
-        by_key = digests_by_key(month)[subscriber.email]
+        by_key = digests_by_key(month.delivery.maildir)[subscriber.email]
         for missed in sorted(on_topic - excluded - set(ids)):
             day = listing_day[missed]
             runs = [d.isoformat() for d in MONTH_DAYS if d >= day][:2]

@@ -1,7 +1,7 @@
 """Everything `digest` remembers; the only package that speaks SQL.
 
 `schema` holds the tables, `records` the values handed out, `db` the `Store` and its
-queries.
+queries, `outbox` the delivery loop's bookkeeping (`Store.outbox()`).
 
 Tables:
 
@@ -26,6 +26,7 @@ starts with `BEGIN IMMEDIATE` so a read-then-write never fails with "database is
 """
 
 from digest.store.db import Store
+from digest.store.outbox import Outbox
 from digest.store.records import (
     Delivery,
     DeliveryItem,
@@ -61,6 +62,7 @@ __all__ = [
     "Delivery",
     "DeliveryItem",
     "DigestRecord",
+    "Outbox",
     "OutboxEntry",
     "Run",
     "Store",

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from digest.errors import DigestError
 from digest.fetch import Cached
 from digest.models import Paper
+from digest.store.outbox import Outbox
 from digest.store.records import (
     Delivery,
     DeliveryItem,
@@ -31,10 +32,8 @@ from digest.store.records import (
 from digest.store.schema import (
     ACTIVE,
     DEFERRED,
-    FAILED,
     QUEUED,
     SENT,
-    SKIPPED,
     SUPPRESSED,
     UNSUBSCRIBED,
     _connect_args,
@@ -328,31 +327,11 @@ class Store:
         with self._reader.connect() as connection:
             return [_delivery(row) for row in connection.execute(query)]
 
-    def mark_sent(self, delivery_id: int, now: dt.datetime, attempts: int | None = None) -> None:
-        counted = {} if attempts is None else {"attempts": attempts}
-        self._update_delivery(
-            delivery_id, state=SENT, sent_at=_iso(now), last_error=None, **counted
-        )
-
-    def mark_deferred(
-        self, delivery_id: int, error: str, next_attempt: dt.datetime, attempts: int
-    ) -> None:
-        self._update_delivery(
-            delivery_id,
-            state=DEFERRED,
-            last_error=error,
-            next_attempt=_iso(next_attempt),
-            attempts=attempts,
-        )
-
-    def mark_failed(self, delivery_id: int, error: str, attempts: int) -> None:
-        self._update_delivery(delivery_id, state=FAILED, last_error=error, attempts=attempts)
-
-    def _update_delivery(self, delivery_id: int, **values: object) -> None:
-        with self.transaction() as connection:
-            connection.execute(
-                deliveries_table.update().where(deliveries_table.c.id == delivery_id), values
-            )
+    @contextmanager
+    def outbox(self) -> Iterator[Outbox]:
+        """The delivery loop's bookkeeping, on one connection held until the block ends."""
+        with self.engine.connect() as connection:
+            yield Outbox(connection, self._insert)
 
     def deliveries_for(self, subscriber: str, limit: int = 30) -> list[Delivery]:
         """A subscriber's digests, newest first (their private feed is built from these)."""
@@ -473,44 +452,6 @@ class Store:
                 .on_conflict_do_update(index_elements=["email"], set_=values)
             )
         return True
-
-    def record_hard_failure(self, email: str, error: str, now: dt.datetime, limit: int) -> bool:
-        """Count a permanent refusal; True when this one reaches `limit` and the address is
-        now suppressed."""
-        email = email.lower()
-        with self.transaction() as connection:
-            row = connection.execute(
-                sa.select(subscribers_table).where(subscribers_table.c.email == email)
-            ).first()
-            failures = (row.hard_failures if row else 0) + 1
-            state = row.state if row else ACTIVE
-            suppress = state == ACTIVE and failures >= limit
-            values: dict[str, object] = {"hard_failures": failures}
-            if suppress:
-                values.update(
-                    state=SUPPRESSED,
-                    changed_at=_iso(now),
-                    reason=f"{failures} hard failures, the last: {error}",
-                )
-            new = {"email": email, "state": state, "changed_at": _iso(now), "reason": ""}
-            connection.execute(
-                self._insert(subscribers_table)
-                .values({**new, **values})
-                .on_conflict_do_update(index_elements=["email"], set_=values)
-            )
-        return suppress
-
-    def clear_hard_failures(self, email: str) -> None:
-        """A delivery went through: earlier refusals were not about the address for good."""
-        with self.transaction() as connection:
-            connection.execute(
-                subscribers_table.update()
-                .where(subscribers_table.c.email == email.lower())
-                .values(hard_failures=0)
-            )
-
-    def mark_skipped(self, delivery_id: int, reason: str) -> None:
-        self._update_delivery(delivery_id, state=SKIPPED, last_error=reason)
 
     def last_sent_by_subscriber(self) -> dict[str, str]:
         """When each address was last sent a digest (ISO time, UTC)."""

@@ -1,0 +1,109 @@
+"""`Outbox`: what the delivery loop reads and records, message by message.
+
+Each outcome is committed on its own as it happens (a crash must not forget a "250"), so
+this is the hottest path of a run: thousands of small transactions. One connection is held
+for the whole drain and every statement is built once, which makes recording a send one
+short committed transaction (~0.2 ms, most of it the sync) instead of ~1 ms of per-call
+setup: at 10,000 messages that is the difference between delivery near the SMTP server's
+own pace and half of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from digest.store.records import SubscriberState, _iso, _subscriber_state
+from digest.store.schema import (
+    ACTIVE,
+    DEFERRED,
+    FAILED,
+    SENT,
+    SKIPPED,
+    SUPPRESSED,
+    deliveries_table,
+    subscribers_table,
+)
+
+_UPDATE_DELIVERY = deliveries_table.update().where(
+    deliveries_table.c.id == sa.bindparam("delivery_id")
+)
+_SUBSCRIBER = sa.select(subscribers_table).where(
+    subscribers_table.c.email == sa.bindparam("address")
+)
+_CLEAR_FAILURES = (
+    subscribers_table.update()
+    .where(subscribers_table.c.email == sa.bindparam("address"))
+    .values(hard_failures=0)
+)
+
+
+class Outbox:
+    """Delivery bookkeeping over one held connection; `Store.outbox()` opens it."""
+
+    def __init__(self, connection: sa.Connection, insert: Callable[[sa.Table], Any]) -> None:
+        self._connection = connection
+        self._insert = insert
+
+    def subscriber_state(self, email: str) -> SubscriberState:
+        email = email.lower()
+        with self._connection.begin():
+            row = self._connection.execute(_SUBSCRIBER, {"address": email}).first()
+        return _subscriber_state(row) if row else SubscriberState(email)
+
+    def mark_sent(self, delivery_id: int, now: dt.datetime, attempts: int | None = None) -> None:
+        counted = {} if attempts is None else {"attempts": attempts}
+        self._update(delivery_id, state=SENT, sent_at=_iso(now), last_error=None, **counted)
+
+    def mark_deferred(
+        self, delivery_id: int, error: str, next_attempt: dt.datetime, attempts: int
+    ) -> None:
+        self._update(
+            delivery_id,
+            state=DEFERRED,
+            last_error=error,
+            next_attempt=_iso(next_attempt),
+            attempts=attempts,
+        )
+
+    def mark_failed(self, delivery_id: int, error: str, attempts: int) -> None:
+        self._update(delivery_id, state=FAILED, last_error=error, attempts=attempts)
+
+    def mark_skipped(self, delivery_id: int, reason: str) -> None:
+        self._update(delivery_id, state=SKIPPED, last_error=reason)
+
+    def _update(self, delivery_id: int, **values: object) -> None:
+        with self._connection.begin():
+            self._connection.execute(_UPDATE_DELIVERY, {"delivery_id": delivery_id, **values})
+
+    def record_hard_failure(self, email: str, error: str, now: dt.datetime, limit: int) -> bool:
+        """Count a permanent refusal; True when this one reaches `limit` and the address is
+        now suppressed."""
+        email = email.lower()
+        with self._connection.begin():
+            row = self._connection.execute(_SUBSCRIBER, {"address": email}).first()
+            failures = (row.hard_failures if row else 0) + 1
+            state = row.state if row else ACTIVE
+            suppress = state == ACTIVE and failures >= limit
+            values: dict[str, object] = {"hard_failures": failures}
+            if suppress:
+                values.update(
+                    state=SUPPRESSED,
+                    changed_at=_iso(now),
+                    reason=f"{failures} hard failures, the last: {error}",
+                )
+            new = {"email": email, "state": state, "changed_at": _iso(now), "reason": ""}
+            self._connection.execute(
+                self._insert(subscribers_table)
+                .values({**new, **values})
+                .on_conflict_do_update(index_elements=["email"], set_=values)
+            )
+        return suppress
+
+    def clear_hard_failures(self, email: str) -> None:
+        """A delivery went through: earlier refusals were not about the address for good."""
+        with self._connection.begin():
+            self._connection.execute(_CLEAR_FAILURES, {"address": email.lower()})
