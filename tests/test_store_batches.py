@@ -62,6 +62,24 @@ def test_a_rerun_of_the_batch_queues_only_the_digests_not_queued_before(store: S
     assert len(store.deliveries_in_state(QUEUED)) == 2
 
 
+def test_a_batch_queues_one_digest_per_subscriber_and_key_whatever_else_is_queued(
+    store: Store,
+) -> None:
+    yesterday = DAY - dt.timedelta(days=1)
+    store.queue_many([entry("ada@example.org", yesterday), entry("bob@example.org")], NOW)
+    queued = store.queue_many(
+        [entry("ada@example.org"), entry("ADA@example.org"), entry("bob@example.org", yesterday)],
+        NOW,
+    )
+    assert queued == 2
+    assert sorted((d.subscriber, d.digest_key) for d in store.deliveries_in_state(QUEUED)) == [
+        ("ada@example.org", "2026-01-12"),
+        ("ada@example.org", "2026-01-13"),
+        ("bob@example.org", "2026-01-12"),
+        ("bob@example.org", "2026-01-13"),
+    ]
+
+
 def test_a_batch_that_fails_half_way_queues_nothing_of_it(store: Store) -> None:
     def entries() -> Iterator[OutboxEntry]:
         yield entry("ada@example.org")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -24,6 +23,7 @@ from digest.store.records import (
     _delivery,
     _iso,
     _items,
+    _items_json,
     _subscriber_state,
     merge_papers,
     paper_from_json,
@@ -267,49 +267,51 @@ class Store:
         """`queue` for many digests in one transaction, which commits (and syncs) once:
         at thousands of subscribers a commit per digest costs more than rendering them.
         Returns how many were queued; those already queued are left as they were."""
-        queued = 0
+        fresh: dict[tuple[str, str], OutboxEntry] = {}
+        for entry in entries:
+            fresh.setdefault((entry.subscriber.lower(), entry.digest_key), entry)
+        if not fresh:
+            return 0
         with self.transaction() as connection:
-            for entry in entries:
-                queued += self._queue_row(connection, entry, now)
-        return queued
-
-    def _queue_row(self, connection: sa.Connection, entry: OutboxEntry, now: dt.datetime) -> bool:
-        subscriber = entry.subscriber.lower()
-        inserted = connection.execute(
-            self._insert(deliveries_table)
-            .values(
-                subscriber=subscriber,
-                digest_key=entry.digest_key,
-                digest_date=entry.digest_date.isoformat(),
-                state=QUEUED,
-                message_id=entry.message_id,
-                message=entry.message,
-                items=json.dumps(
-                    [
-                        {"id": item.paper_id, "score": item.score, "reasons": item.reasons}
-                        for item in entry.items
-                    ]
-                ),
-                created_at=_iso(now),
-                attempts=0,
+            # Statements for the whole batch (executemany), not two per digest.
+            known = connection.execute(
+                sa.select(deliveries_table.c.subscriber, deliveries_table.c.digest_key).where(
+                    deliveries_table.c.subscriber.in_({s for s, _ in fresh})
+                    & deliveries_table.c.digest_key.in_({k for _, k in fresh})
+                )
             )
-            .on_conflict_do_nothing()
-        )
-        if inserted.rowcount == 0:
-            return False
-        if entry.items:
+            for subscriber, key in known:
+                fresh.pop((subscriber, key), None)
+            if not fresh:
+                return 0
+            created = _iso(now)
             connection.execute(
-                self._insert(delivered_papers_table).on_conflict_do_nothing(),
+                self._insert(deliveries_table).on_conflict_do_nothing(),
                 [
                     {
                         "subscriber": subscriber,
-                        "paper_id": item.paper_id,
-                        "digest_key": entry.digest_key,
+                        "digest_key": key,
+                        "digest_date": entry.digest_date.isoformat(),
+                        "state": QUEUED,
+                        "message_id": entry.message_id,
+                        "message": entry.message,
+                        "items": _items_json(entry.items),
+                        "created_at": created,
+                        "attempts": 0,
                     }
-                    for item in entry.items
+                    for (subscriber, key), entry in fresh.items()
                 ],
             )
-        return True
+            given = [
+                {"subscriber": subscriber, "paper_id": item.paper_id, "digest_key": key}
+                for (subscriber, key), entry in fresh.items()
+                for item in entry.items
+            ]
+            if given:
+                connection.execute(
+                    self._insert(delivered_papers_table).on_conflict_do_nothing(), given
+                )
+        return len(fresh)
 
     def due_deliveries(self, now: dt.datetime) -> list[Delivery]:
         """Queued messages, and deferred ones whose retry time has come, oldest first."""

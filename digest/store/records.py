@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -152,6 +153,12 @@ def _delivery(row: sa.Row[Any]) -> Delivery:
         created_at=row.created_at,
         sent_at=row.sent_at,
         last_error=row.last_error,
+    )
+
+
+def _items_json(items: Iterable[DeliveryItem]) -> str:
+    return json.dumps(
+        [{"id": item.paper_id, "score": item.score, "reasons": item.reasons} for item in items]
     )
 
 
