@@ -231,6 +231,8 @@ def plan_digests(
     sent = store.sent_paper_ids_by_subscriber()
     keys = store.digest_keys_by_subscriber()
     blocked = store.blocked_addresses()
+    # One query for every subscriber's liked papers, not one per subscriber.
+    liked_papers = store.papers_by_id(i for s in config.subscribers for i in s.interests.liked)
     due: list[tuple[str, Request]] = []
     for subscriber in config.subscribers:
         email = subscriber.email.lower()
@@ -242,7 +244,9 @@ def plan_digests(
         unsent = [paper for paper in candidates if paper.id not in already]
         if len(unsent) == len(candidates):
             unsent = candidates  # one shared list: the batch looks its papers up once
-        liked = list(store.papers_by_id(subscriber.interests.liked).values())
+        liked = [
+            liked_papers[i] for i in sorted(set(subscriber.interests.liked)) if i in liked_papers
+        ]
         due.append((key, (subscriber, unsent, liked)))
     # All subscribers matched at once (digest.index): the same matches as one `select`
     # per subscriber, without scoring every pair in Python.

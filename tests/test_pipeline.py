@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections import Counter
@@ -11,13 +12,13 @@ from pathlib import Path
 import feedparser
 import pytest
 from conftest import ConfigFactory
-from helpers import MONTH, digests_by_key, free_port, maildir_messages, paper_ids
+from helpers import MONTH, digests_by_key, free_port, maildir_messages, month_papers, paper_ids
 
 from digest.config import Config
 from digest.demo import capture_days, capture_server
 from digest.errors import SourceError
 from digest.fetch import Fetcher
-from digest.pipeline import run
+from digest.pipeline import plan_digests, run
 from digest.store import Store
 
 MONTH_DAYS = capture_days(MONTH)
@@ -233,6 +234,36 @@ keywords = ["agent", "reasoning", "video", "model"]
         days.add(store.papers_by_id([pid])[pid].day)
     store.close()
     assert len(days) > 1, "the weekly digest spans several days of the week"
+
+
+def test_a_liked_paper_from_an_earlier_run_selects_its_follow_up_and_is_named_as_the_reason(
+    make_config: Callable[..., Config],
+) -> None:
+    liked = month_papers("2026-01-05")[0]
+    profile = """\
+email = "{email}"
+
+[interests]
+keywords = ["submillimetre galaxy surveys"]
+liked = [{liked}]
+"""
+    config = make_config(
+        subscribers={
+            "liker": profile.format(email="liker@example.org", liked=f'"{liked.id}"'),
+            "other": profile.format(email="other@example.org", liked=""),
+        }
+    )
+    run(config, today=dt.date(2026, 1, 5))  # the liked paper is in the store from now on
+    follow_up = dataclasses.replace(liked, id="2601.99999", day=dt.date(2026, 1, 6))
+    store = Store(config.database)
+    store.record_papers([follow_up], dt.datetime.now(dt.UTC))
+    day = dt.date(2026, 1, 6)
+    digests = plan_digests(config, store, day, day)
+    store.close()
+    assert [(d.subscriber.email, [m.paper.id for m in d.matches]) for d in digests] == [
+        ("liker@example.org", ["2601.99999"])
+    ]
+    assert f"like {liked.id}" in digests[0].matches[0].reasons
 
 
 def test_a_dry_run_plans_digests_but_records_and_sends_nothing(
