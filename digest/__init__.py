@@ -1,8 +1,5 @@
 """digest: a personal daily newsletter of trending research papers."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("digest")
-except PackageNotFoundError:  # running from a checkout that was not installed
-    __version__ = "0.0.0"
+# Read by the build (pyproject: tool.hatch.version); a literal, so that `import digest`
+# does not pay for importlib.metadata on every run.
+__version__ = "0.1.0"

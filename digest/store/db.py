@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from digest.errors import DigestError
 from digest.fetch import Cached
@@ -62,9 +63,11 @@ class Store:
             _make_sqlite_durable(self.engine)
         # Reads need no write lock: they take a plain (deferred) transaction.
         self._reader = self.engine.execution_options(sqlite_begin="DEFERRED")
-        self._insert = (
-            postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        )
+        self._insert: Callable[[sa.Table], Any] = sqlite.insert
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql  # only then: it is slow to import
+
+            self._insert = postgresql.insert
         try:
             metadata.create_all(self.engine)
         except sa.exc.OperationalError as error:
