@@ -19,10 +19,11 @@ import contextlib
 import datetime as dt
 import difflib
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomli as tomllib  # the same parser as the standard library's, compiled
 
 from digest.errors import ConfigError
 
@@ -35,6 +36,10 @@ _BLANK = re.compile(r"(?:[ \t\r\n]|#[^\n]*)*")
 _SPACE = re.compile(r"[ \t]*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _SCALAR = re.compile(r"[^,\]}\n#]*")
+_NEWLINE = re.compile(r"\n")
+# C0 controls and DEL, but for tab (and line breaks, in a multi-line string)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_BUT_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TYPE_NAMES: dict[type, str] = {
     float: "a float",
     str: "a string",
@@ -73,6 +78,9 @@ class KeyLines:
     tomllib gives no positions, so this re-scans text that tomllib already accepted; it
     therefore only has to follow valid TOML: headers, dotted keys, strings of all four
     kinds, arrays and inline tables (whose items get paths too: "sources[0].kind").
+
+    The scan waits for the first `near`: only an error needs a line, and scanning every
+    valid file up front was most of the time of loading 10,000 subscribers.
     """
 
     def __init__(self, text: str) -> None:
@@ -80,13 +88,17 @@ class KeyLines:
         self.pos = 0
         self.found: dict[KeyPath, int] = {}
         self.arrays: dict[KeyPath, int] = {}
-        self.newlines = [i for i, c in enumerate(text) if c == "\n"]
-        # Lines are a courtesy: on a surprise keep those found rather than hide the real error.
-        with contextlib.suppress(IndexError, ValueError, AssertionError):
-            self._scan()
+        self.newlines: list[int] = []
+        self.scanned = False
 
     def near(self, path: KeyPath) -> int | None:
         """The line of `path`, else of the closest enclosing table that is written."""
+        if not self.scanned:
+            self.scanned = True
+            self.newlines = [found.start() for found in _NEWLINE.finditer(self.text)]
+            # Lines are a courtesy: on a surprise keep those found rather than hide the error.
+            with contextlib.suppress(IndexError, ValueError, AssertionError):
+                self._scan()
         for end in range(len(path), 0, -1):
             if path[:end] in self.found:
                 return self.found[path[:end]]
@@ -262,8 +274,8 @@ def _describe(value: object) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _has_control(text: str, allowed: str = "\t") -> bool:
-    return any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in text)
+def _has_control(text: str, *, multiline: bool = False) -> bool:
+    return (_CONTROL_BUT_BREAKS if multiline else _CONTROL).search(text) is not None
 
 
 @dataclass(frozen=True, eq=False)
@@ -312,7 +324,7 @@ class Table:
     def string(self, key: str, default: object = MISSING, *, multiline: bool = False) -> str:
         value = self._get(key, lambda v: isinstance(v, str), "a string", default)
         assert isinstance(value, str)
-        if _has_control(value, "\t\r\n" if multiline else "\t"):
+        if _has_control(value, multiline=multiline):
             raise self.error(key, message="must not contain line breaks or control characters")
         return value
 

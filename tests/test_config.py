@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import textwrap
+from email.headerregistry import Address
 from pathlib import Path
 
 import pytest
 
-from digest.config import load_config, load_subscriber, load_subscribers
+from digest.config import address_problem, load_config, load_subscriber, load_subscribers
 from digest.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -462,6 +464,35 @@ def test_a_subscriber_without_an_interests_table_is_refused(tmp_path: Path) -> N
 def test_implausible_email_addresses_are_refused(tmp_path: Path, address: str) -> None:
     error = subscriber_error(tmp_path, ADA.replace("ada@example.org", address))
     assert (error.key, error.line) == ("email", 2)
+
+
+@pytest.mark.parametrize("address", ["ada@[é.org", "ada@é&co.org", "ada@bü_cher.org"])
+def test_an_internationalised_domain_must_still_be_a_domain(tmp_path: Path, address: str) -> None:
+    error = subscriber_error(tmp_path, ADA.replace("ada@example.org", address))
+    assert (error.key, error.line) == ("email", 2)
+    assert "not a valid domain name" in str(error)
+
+
+def test_an_internationalised_domain_is_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, "ada.toml", ADA.replace("ada@example.org", "ada@bücher.example"))
+    assert load_subscriber(path).email == "ada@bücher.example"
+
+
+def test_every_ascii_address_accepted_is_one_the_email_parser_reads_back_unchanged() -> None:
+    rng = random.Random(8)
+    atext, specials = "ab1-_.+'{}|~!#", '@"()<>[]\\,;: '
+    accepted = 0
+    for _ in range(3000):
+        size = rng.randint(3, 10)
+        address = "".join(
+            rng.choice(atext if rng.random() < 0.9 else specials) for _ in range(size)
+        )
+        if rng.random() < 0.7:
+            address = address.replace("@", "") + "@" + rng.choice(["ex.org", "a-b.c", "x"])
+        if address_problem(address) is None:
+            accepted += 1
+            assert Address(addr_spec=address).addr_spec == address, address
+    assert accepted > 100
 
 
 def test_an_email_with_a_line_break_is_refused(tmp_path: Path) -> None:

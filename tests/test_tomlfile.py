@@ -132,6 +132,23 @@ def test_lines_found_before_a_scanning_surprise_are_kept() -> None:
     assert lines.near(("third",)) is None
 
 
+def test_lines_are_only_looked_for_when_an_error_needs_one(tmp_path: Path) -> None:
+    table = read(tmp_path, 'name = "x"\n\n[t]\ncount = "three"\n')
+    assert table.string("name") == "x"
+    inner = table.table("t")
+    assert not table.lines.scanned and table.lines.found == {}
+    with pytest.raises(ConfigError) as caught:
+        inner.integer("count", 1, 0)
+    assert (caught.value.key, caught.value.line) == ("t.count", 4)
+    assert table.lines.scanned
+
+
+def test_a_second_error_in_the_same_file_finds_its_line_too(tmp_path: Path) -> None:
+    table = read(tmp_path, "a = true\nb = true\n")
+    lines = [table.error(key, message="x").line for key in ("b", "a", "b")]
+    assert lines == [2, 1, 2]
+
+
 # ------------------------------------------------------------------ reading the file
 
 
@@ -171,6 +188,32 @@ def test_only_a_multiline_string_may_hold_line_breaks(tmp_path: Path) -> None:
     assert table.string("text", multiline=True) == "first\nsecond"
     with pytest.raises(ConfigError, match="line breaks or control characters"):
         table.string("text")
+
+
+@pytest.mark.parametrize(
+    ("escape", "one_line", "multi_line"),
+    [
+        ("\\t", True, True),
+        ("\\n", False, True),
+        ("\\r", False, True),
+        ("\\u0000", False, False),
+        ("\\u000b", False, False),
+        ("\\u001f", False, False),
+        ("\\u007f", False, False),
+        ("\\u0080", True, True),  # a C1 control: not refused, as before
+        ("\\u2028", True, True),
+    ],
+)
+def test_control_characters_are_refused_but_tabs_and_multi_line_breaks(
+    tmp_path: Path, escape: str, one_line: bool, multi_line: bool
+) -> None:
+    table = read(tmp_path, f'text = "a{escape}b"\n')
+    for multiline, allowed in ((False, one_line), (True, multi_line)):
+        if allowed:
+            assert table.string("text", multiline=multiline).startswith("a")
+        else:
+            with pytest.raises(ConfigError, match="control characters"):
+                table.string("text", multiline=multiline)
 
 
 @pytest.mark.parametrize(
