@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from types import FrameType
 from typing import Any
@@ -30,8 +32,8 @@ from apscheduler.events import (
     JobEvent,
     SchedulerEvent,
 )
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from digest.config import Config, ScheduleConfig, load_config
@@ -158,8 +160,8 @@ def _log_next_run(scheduler: BaseScheduler, event: SchedulerEvent) -> None:
         log.info("next run at %s", upcoming.isoformat())
 
 
-def build_scheduler(config: Config) -> BlockingScheduler:
-    scheduler = BlockingScheduler(timezone=ZoneInfo(config.timezone))
+def build_scheduler(config: Config) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone=ZoneInfo(config.timezone))
     add_digest_job(scheduler, config)
     return scheduler
 
@@ -187,30 +189,48 @@ def scheduled_run(config: Config) -> None:
 
 
 def run_forever(config: Config) -> None:
-    """Run the scheduler in the foreground until SIGTERM (or Ctrl-C)."""
+    """Run the scheduler until SIGTERM or Ctrl-C.
+
+    The scheduler works in its own threads; this one only waits for the signal. Nothing
+    happens inside the signal handler: raising from it was swallowed whenever the signal
+    landed inside APScheduler's or logging's `except` blocks (the run went on), and
+    shutting down from it can deadlock on a lock the interrupted code holds.
+    """
     scheduler = build_scheduler(config)
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        # Only unwind here: shutting down inside the handler can deadlock, since the
-        # signal may land while the main thread holds the lock of the event it would set.
-        raise _Stopped(signum)
-
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        signal.signal(signal.SIGTERM, stop)
+    with caught((signal.SIGTERM, signal.SIGINT)) as wait:  # before the first log line
         scheduler.start()
-    except _Stopped as stopped:
-        log.info("signal %d: stopping the scheduler", stopped.signum)
-        if scheduler.running:
+        try:
+            log.info("signal %d: stopping the scheduler", wait())
+        finally:
             scheduler.shutdown(wait=False)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     log.info("scheduler stopped")
 
 
-class _Stopped(Exception):
-    """SIGTERM arrived: unwinds the scheduler's loop to where it can be shut down."""
+@contextmanager
+def caught(signals: tuple[signal.Signals, ...]) -> Iterator[Callable[[], int]]:
+    """Within the block, `signals` are only noted; the function it gives blocks until one
+    arrives and returns its number. The C-level handler writes the number into a pipe
+    (`signal.set_wakeup_fd`), which that function reads."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous = {signum: signal.signal(signum, _ignore) for signum in signals}
+    old_fd = signal.set_wakeup_fd(write)
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+    def wait() -> int:
+        while True:
+            received = os.read(read, 1)[0]
+            if received in signals:
+                return received
+
+    try:
+        yield wait
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(read)
+        os.close(write)
+
+
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    """The Python-level handler: the wake-up pipe carries the news."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from digest.schedule import (
     MISFIRE_GRACE_SECONDS,
     add_digest_job,
     build_scheduler,
+    caught,
     trigger_for,
 )
 from digest.store import Store
@@ -406,3 +408,15 @@ def test_digest_schedule_logs_the_next_run_and_exits_0_on_sigterm(
             process.communicate()
     assert process.returncode == 0, "".join(seen) + rest
     assert "stopping the scheduler" in rest
+
+
+def test_a_signal_that_lands_in_code_catching_every_exception_still_stops_the_wait() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with caught((signal.SIGTERM, signal.SIGINT)) as wait:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        except BaseException:  # what APScheduler's listeners and logging's emit() do
+            pytest.fail("the signal raised into the interrupted code")
+        assert wait() == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before
