@@ -94,8 +94,25 @@ class Campaign:
             if attempt.killed or attempt.pid == 0:
                 return
             attempt.killed = True
-        os.kill(attempt.pid, signal.SIGKILL)
-        _wait_until_dead(attempt.pid)
+        # The run's whole process group: a large run sends from a child process (the
+        # courier), which must die with it, as both would in a crash of the machine.
+        members = _group(attempt.pid)
+        os.killpg(attempt.pid, signal.SIGKILL)
+        for pid in members:
+            _wait_until_dead(pid)
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of a process group (from /proc)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
 
 
 def _wait_until_dead(pid: int, timeout: float = 5.0) -> None:
@@ -257,6 +274,7 @@ def start_run(config: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, killed as one (`Campaign.kill`)
     )
 
 

@@ -367,7 +367,7 @@ class Courier:
         context = multiprocessing.get_context("fork")
         self._here, there = context.Pipe()
         self._process = context.Process(
-            target=_courier, args=(database, settings, sender, now, there), daemon=False
+            target=_courier, args=(database, settings, sender, now, there, self._here)
         )
         self._process.start()
         there.close()
@@ -410,10 +410,18 @@ _MORE, _DONE = "more", "done"
 
 
 def _courier(
-    database: str, settings: DeliveryConfig, sender: str, now: dt.datetime, inbox: Connection
+    database: str,
+    settings: DeliveryConfig,
+    sender: str,
+    now: dt.datetime,
+    inbox: Connection,
+    parent_end: Connection,
 ) -> None:
     """The courier's loop: drain the outbox each time the parent says more is queued, and
     once more when it says it is done (or died: what is queued is sent all the same)."""
+    # The fork copied the parent's end of the pipe too: while it is open here, the
+    # parent's death would never read as end-of-file, and this would wait forever.
+    parent_end.close()
     total = DeliveryReport()
     try:
         store = Store(database)  # its own connections: none opened before the fork is used

@@ -7,6 +7,9 @@ import datetime as dt
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +21,8 @@ from helpers import MONTH, digests_by_key, free_port
 from digest import pipeline
 from digest.config import Config
 from digest.demo import capture_days
-from digest.errors import DeliveryError
+from digest.errors import DeliveryError, LockHeld
+from digest.lock import run_lock
 from digest.store import QUEUED, SENT, Store
 
 DAY = dt.date(2026, 1, 13)
@@ -121,3 +125,56 @@ def test_a_week_in_batches_of_one_delivers_what_a_week_in_one_batch_does(
         delivered.append(digests_by_key(config.delivery.maildir))
     assert delivered[0] == delivered[1]
     assert sum(len(keys) for keys in delivered[0].values()) >= len(FIRST_WEEK)
+
+
+# A process that queues messages, hands them to a courier and dies at once (SIGKILL).
+ORPHANING_RUN = """
+import datetime as dt, os, signal, sys
+from pathlib import Path
+from digest.config import DeliveryConfig
+from digest.deliver import Courier
+from digest.lock import run_lock
+from digest.store import OutboxEntry, Store
+
+data, port, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+database = f"sqlite:///{data / 'digest.db'}"
+now = dt.datetime.now(dt.UTC)
+with run_lock(data):
+    store = Store(database)
+    store.queue_many(
+        [
+            OutboxEntry(f"r{n}@example.org", "2026-01-13", dt.date(2026, 1, 13), f"<{n}@x>",
+                        f"Message-ID: <{n}@x>\\r\\n\\r\\nbody {n}\\r\\n".encode(), ())
+            for n in range(count)
+        ],
+        now,
+    )
+    settings = DeliveryConfig("smtp", "127.0.0.1", port, "none", rate=0)
+    Courier(database, settings, "digest@example.org", now).queued()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_courier_whose_run_is_killed_sends_what_was_queued_then_exits_and_frees_the_lock(
+    tmp_path: Path, smtp_sink: SMTPSink
+) -> None:
+    count = 30
+    killed = subprocess.run(
+        [sys.executable, "-c", ORPHANING_RUN, str(tmp_path), str(smtp_sink.port), str(count)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+
+    deadline = time.monotonic() + 30
+    while True:  # the orphaned courier still holds the lock while it sends
+        try:
+            with run_lock(tmp_path):
+                break
+        except LockHeld:
+            assert time.monotonic() < deadline, "the courier never finished"
+            time.sleep(0.05)
+    assert sorted(recipients(smtp_sink).values()) == [1] * count
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    assert len(store.deliveries_in_state(SENT)) == count
+    store.close()
