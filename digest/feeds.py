@@ -8,12 +8,15 @@ never change (RFC 4151).
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from html import escape
 from pathlib import Path
 from typing import TypeVar
@@ -35,10 +38,24 @@ from digest.sanitize import (
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TAG_YEAR = "2026"
-IO_THREADS = 32  # enough fsyncs/renames in flight for the file system to batch them
+IO_THREADS = 32  # enough fsyncs in flight for the file system to batch them
+SYNCFS_FILES = 64  # a batch this large is synced with one syncfs, not an fsync per file
 MAX_AUTHORS = 10  # per entry; a paper may list hundreds
 T = TypeVar("T")
 _TAG_SAFE = "/?:@!$&'()*+,;=-._~"  # RFC 4151 "specific" characters kept as they are
+_TAG_PLAIN = re.compile(r"[A-Za-z0-9/?:@!$&'()*+,;=._~-]*")  # what cleaning and quoting keep
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's `syncfs(fd)`, or None where there is none (not Linux)."""
+    try:
+        function: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
+    except (AttributeError, OSError, TypeError):
+        return None
+    return function
+
+
+_SYNCFS = _load_syncfs()
 
 
 def midnight(day: dt.date) -> dt.datetime:
@@ -55,7 +72,9 @@ def _base(base_url: str) -> tuple[str, str]:
 
 
 def _tag(host: str, specific: str) -> str:
-    return f"tag:{host},{TAG_YEAR}:{quote(clean_text(specific), safe=_TAG_SAFE)}"
+    if not _TAG_PLAIN.fullmatch(specific):  # most are; quoting them would change nothing
+        specific = quote(clean_text(specific), safe=_TAG_SAFE)
+    return f"tag:{host},{TAG_YEAR}:{specific}"
 
 
 def _generator(title: str, feed_id: str, self_url: str, self_type: str, home: str) -> FeedGenerator:
@@ -74,62 +93,66 @@ def _generator(title: str, feed_id: str, self_url: str, self_type: str, home: st
 @dataclass(frozen=True)
 class EntryText:
     """What an entry shows of a paper, cleaned once: the same paper is in thousands of
-    private feeds, and cleaning its text is most of the cost of building one."""
+    private feeds, and cleaning its text is most of the cost of building one. The `atom_`
+    fields are the paper's part of a private feed entry, already written as XML."""
 
     title: str
     url: str | None
     parts: tuple[str, ...]  # the summary and the authors line, the empty ones left out
     authors: tuple[str, ...]
     fallback: str  # the paragraph of an entry that would have none
+    atom_title: str  # the <title> line
+    atom_authors: str  # the <author> elements
+    atom_tail: str  # the <link> and <summary> lines
+    atom_parts: str  # `parts` as the start of a <content>, escaped
 
 
 def entry_text(paper: Paper) -> EntryText:
-    authors = author_line(paper.authors)
-    parts = (summary(paper), f"Authors: {authors}" if authors else "")
+    title, url, fallback = title_of(paper), safe_url(paper.url), clean_text(paper.id)
+    line = author_line(paper.authors)
+    parts = tuple(part for part in (summary(paper), f"Authors: {line}" if line else "") if part)
     names = (truncate(clean_text(name), 100) for name in paper.authors[:MAX_AUTHORS])
+    authors = tuple(name for name in names if name)
+    link = f'    <link href="{_xml_attribute(url)}"/>\n' if url else ""
     return EntryText(
-        title=title_of(paper),
-        url=safe_url(paper.url),
-        parts=tuple(part for part in parts if part),
-        authors=tuple(name for name in names if name),
-        fallback=clean_text(paper.id),
+        title=title,
+        url=url,
+        parts=parts,
+        authors=authors,
+        fallback=fallback,
+        atom_title=f"    <title>{_xml(title)}</title>\n",
+        atom_authors="".join(
+            f"    <author>\n      <name>{_xml(name)}</name>\n    </author>\n" for name in authors
+        ),
+        atom_tail=link + _atom_text("summary", _xml("\n\n".join(parts or (fallback,)))),
+        atom_parts=_xml("\n\n".join(parts)),
     )
 
 
-def _paper_parts(text: EntryText, reasons: Sequence[str] = ()) -> list[str]:
-    """The paragraphs of an entry: the summary, the authors, and why it was picked."""
-    parts = list(text.parts)
-    why = reasons_line(reasons)
-    if why:
-        parts.append(f"Why: {why}")
-    return parts or [text.fallback]
+def _paper_parts(text: EntryText) -> list[str]:
+    """The paragraphs of a public entry: the summary and the authors."""
+    return list(text.parts) or [text.fallback]
 
 
 def _add_entry(
-    fg: FeedGenerator,
-    entry_id: str,
-    text: EntryText,
-    stamp: dt.datetime,
-    reasons: Sequence[str] | None = None,
-    *,
-    rss: bool = False,
+    fg: FeedGenerator, entry_id: str, text: EntryText, stamp: dt.datetime, *, rss: bool
 ) -> None:
+    """A public feed's entry (private feeds are written by `subscriber_feed` itself)."""
     fe = fg.add_entry(order="append")  # callers add newest first
     fe.id(entry_id)
     fe.title(text.title)
     url = text.url
     if url:
         fe.link(href=url, rel="alternate")
+    paragraphs = _paper_parts(text)
     if rss:
         # An RSS description is HTML whatever it holds: plain text is escaped into
         # paragraphs, or a title's "<script>" would reach the reader as a tag.
-        paragraphs = _paper_parts(text, reasons or ())
         fe.description("".join(f"<p>{escape(part)}</p>" for part in paragraphs))
     else:
-        fe.summary("\n\n".join(_paper_parts(text)), type="text")
-        if reasons is not None or not url:
-            # Atom needs content when there is no link; the private feed shows the reasons.
-            fe.content("\n\n".join(_paper_parts(text, reasons or ())), type="text")
+        fe.summary("\n\n".join(paragraphs), type="text")
+        if not url:
+            fe.content("\n\n".join(paragraphs), type="text")  # Atom needs one or the other
     for name in text.authors:
         fe.author({"name": name})
     fe.updated(stamp)
@@ -184,29 +207,81 @@ def subscriber_feed(
     Entry ids name the digest too ("tag:<host>,2026:<feed_path>/<key>/<paper id>"), so a
     paper sent again in a later digest is a new entry, as it was a new email. `texts` is
     a cache of `entry_text` the caller may share between the feeds of one run.
+
+    A run writes thousands of these, so the XML is written here from fragments escaped
+    once per paper rather than built as a tree: the bytes are those feedgen and lxml write
+    for the same feed (the public feeds' writer), to the byte.
     """
     texts = {} if texts is None else texts
     base, host = _base(base_url)
     path = feed_path.strip("/")
-    fg = _generator(title, _tag(host, path), f"{base}/{path}", "application/atom+xml", base)
-    fg.subtitle("Papers picked for you, newest digest first")
+    name = _xml(truncate(clean_text(title), 200) or "digest")
+    entries: list[str] = []
     seen: set[str] = set()
-    stamps = []
+    updated = ""  # the newest entry's; digests are taken newest first
     for digest in sorted(digests, key=lambda d: d.date, reverse=True):
-        stamp = midnight(digest.date)
+        stamp = midnight(digest.date).isoformat()
+        prefix = f"{path}/{digest.key}/"
         for match in digest.matches:
-            entry_id = _tag(host, f"{path}/{digest.key}/{match.paper.id}")
+            entry_id = _tag(host, prefix + match.paper.id)
             if entry_id in seen:
                 continue
             seen.add(entry_id)
-            stamps.append(stamp)
+            updated = updated or stamp
             text = texts.get(match.paper)
             if text is None:
                 text = texts[match.paper] = entry_text(match.paper)
-            _add_entry(fg, entry_id, text, stamp, match.reasons)
-    _finish(fg, stamps)
-    data: bytes = fg.atom_str(pretty=True)
-    return data
+            why = _atom_why(match.reasons)
+            content = text.atom_parts
+            if why:
+                content += ("\n\n" if content else "") + why
+            entries.append(
+                f"  <entry>\n    <id>{_xml(entry_id)}</id>\n{text.atom_title}"
+                f"    <updated>{stamp}</updated>\n{text.atom_authors}"
+                f"{_atom_text('content', content or _xml(text.fallback))}{text.atom_tail}"
+                f"    <published>{stamp}</published>\n  </entry>\n"
+            )
+    head = (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        '<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="en">\n'
+        f"  <id>{_xml(_tag(host, path))}</id>\n"
+        f"  <title>{name}</title>\n"
+        f"  <updated>{updated or EPOCH.isoformat()}</updated>\n"
+        f"  <author>\n    <name>{name}</name>\n  </author>\n"
+        f'  <link href="{_xml_attribute(f"{base}/{path}")}" rel="self"'
+        ' type="application/atom+xml"/>\n'
+        f'  <link href="{_xml_attribute(base)}" rel="alternate"/>\n'
+        "  <generator>digest</generator>\n"
+        "  <subtitle>Papers picked for you, newest digest first</subtitle>\n"
+    )
+    return "".join((head, *entries, "</feed>\n")).encode("utf-8")
+
+
+@lru_cache(maxsize=65_536)  # subscribers who follow the same words share their reasons
+def _atom_why(reasons: tuple[str, ...]) -> str:
+    """The "Why: …" paragraph of a private entry, escaped ("" without reasons)."""
+    why = reasons_line(reasons)
+    return _xml(f"Why: {why}") if why else ""
+
+
+def _xml(text: str) -> str:
+    """`text` as lxml writes it inside an element. Only `clean_text`ed text comes here: no
+    character that XML cannot hold."""
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    )
+
+
+def _xml_attribute(text: str) -> str:
+    """`text` as lxml writes it in a double-quoted attribute."""
+    return _xml(text).replace('"', "&quot;").replace("\t", "&#9;").replace("\n", "&#10;")
+
+
+def _atom_text(element: str, escaped: str) -> str:
+    """An entry's `<summary>` or `<content>` of plain text (empty: an empty element)."""
+    if not escaped:
+        return f'    <{element} type="text"/>\n'
+    return f'    <{element} type="text">{escaped}</{element}>\n'
 
 
 def write_atomic(path: Path, data: bytes) -> bool:
@@ -223,23 +298,26 @@ def write_atomic_many(items: Iterable[tuple[Path, bytes]]) -> list[Path]:
 
     Each file is still replaced by a rename (a reader sees old or new, never half) and is
     on disk before its rename, but the waits are shared: every temp file is written first,
-    then all are fsynced together, then all renamed (both side by side, so the file system
-    commits them in a few journal transactions rather than one or more per file), then each
-    directory is fsynced once. After a crash each file is the old one or the new one; the
-    files of a batch may be replaced in any order. If a path is given twice, the last
-    bytes win.
+    then all are made durable together (one `syncfs` per file system for a large batch,
+    or fsyncs side by side, so the file system commits them in a few journal transactions
+    rather than one or more per file), then all renamed, then each directory is fsynced
+    once. After a crash each file is the old one or the new one; the files of a batch may
+    be replaced in any order. If a path is given twice, the last bytes win.
     """
     staged: dict[Path, str] = {}  # path → its temp file, in the order given
+    made: set[Path] = set()  # folders known to exist
+    batch = os.urandom(6).hex()  # temp file names: this batch's, then a number
     try:
-        for path, data in items:
+        for number, (path, data) in enumerate(items):
             earlier = staged.pop(path, None)
             if earlier is not None:
                 Path(earlier).unlink()
-            temp = _stage(path, data)
+            temp = _stage(path, data, made, f"{batch}{number}")
             if temp is not None:
                 staged[path] = temp
-        _side_by_side(_fsync_file, list(staged.values()))
-        _side_by_side(_rename, list(staged.items()))
+        _sync_files(list(staged.values()))
+        for path, temp in staged.items():
+            os.replace(temp, path)  # no wait on the disk: faster one by one than in threads
     except BaseException:
         for temp in staged.values():  # those renamed already are gone
             Path(temp).unlink(missing_ok=True)
@@ -249,34 +327,61 @@ def write_atomic_many(items: Iterable[tuple[Path, bytes]]) -> list[Path]:
     return list(staged)
 
 
-def _stage(path: Path, data: bytes) -> str | None:
+def _stage(path: Path, data: bytes, made: set[Path], tag: str) -> str | None:
     """A temp file beside `path` holding `data` (not yet synced), or None if `path` holds
-    `data` already."""
+    `data` already. `made`: folders that exist (`path`'s is added); `tag`: unique to this
+    file within the batch, for the temp file's name."""
     try:
-        if path.read_bytes() == data:
-            return None
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o777
+        with open(path, "rb") as current:
+            status = os.fstat(current.fileno())
+            if status.st_size == len(data) and current.read() == data:
+                return None
+            mode = status.st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644  # feeds are served to the world
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    made.add(path.parent)
+    temp = f"{path.parent}/.{path.name}.{tag}.tmp"
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp, mode)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:  # a name taken by someone else: let tempfile find a free one
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        os.close(fd)
+        os.unlink(temp)
         raise
+    os.close(fd)
     return temp
 
 
+def _sync_files(names: Sequence[str]) -> None:
+    """Put the data of every file in `names` on disk. From `SYNCFS_FILES` files on, one
+    `syncfs` per file system (Linux) does it: thousands of fsyncs cost far more, even side
+    by side. It also flushes other writers' data on that file system, hence the threshold."""
+    if len(names) < SYNCFS_FILES or _SYNCFS is None:
+        _side_by_side(_fsync_file, names)
+        return
+    devices = {os.stat(folder).st_dev: folder for folder in {os.path.dirname(n) for n in names}}
+    for folder in devices.values():
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"syncfs: {os.strerror(code)}", folder)
+        finally:
+            os.close(fd)
+
+
 def _side_by_side(work: Callable[[T], None], args: Sequence[T]) -> None:
-    """`work` on every item, many calls in flight at once: fsyncs and renames mostly wait on
-    the file system's journal, and waits that overlap are shared (the calls release the
-    GIL). Re-raises the first error once every call has ended."""
+    """`work` on every item, many calls in flight at once: fsyncs mostly wait on the file
+    system's journal, and waits that overlap are shared (the calls release the GIL).
+    Re-raises the first error once every call has ended."""
     if len(args) <= 1:
         for arg in args:
             work(arg)
@@ -284,11 +389,6 @@ def _side_by_side(work: Callable[[T], None], args: Sequence[T]) -> None:
     with ThreadPoolExecutor(max_workers=min(IO_THREADS, len(args))) as pool:
         for _ in pool.map(work, args):
             pass
-
-
-def _rename(item: tuple[Path, str]) -> None:
-    path, temp = item
-    os.replace(temp, path)
 
 
 def _fsync_file(name: str) -> None:

@@ -313,6 +313,43 @@ def test_private_feeds_sharing_an_entry_text_cache_are_the_same_bytes(
     assert len(texts) == len({m.paper for feed in digests for d in feed for m in d.matches})
 
 
+def test_the_private_feed_is_the_xml_an_xml_writer_makes_of_it_hostile_text_included(
+    monday: list[Paper],
+) -> None:
+    hostile = dataclasses.replace(
+        monday[0],
+        title="<b>\"Q\" & 'A'</b> > ]]> \r\nx",
+        ai_summary='<img src=x onerror="alert(2)"> &amp; \t done.',
+        authors=("Eve <eve@evil.test>", "A & B", "\u202e"),
+        url='https://x.example/?a=1&b="2"<',
+    )
+    bare = dataclasses.replace(monday[1], url="javascript:x", authors=(), abstract="")
+    who = Subscriber(slug="m", email="m@example.org", interests=Interests(keywords=("x",)))
+    matches = (
+        Match(hostile, 1.0, ("title: <script> & co",)),
+        Match(bare, 0.5, ()),
+    )
+    digest = Digest(who, "2026-W02&<x>", dt.date(2026, 1, 5), matches)
+    data = subscriber_feed([digest], title="Mal & <Eve>", base_url=BASE, feed_path=FEED_PATH)
+    # The feed is written by hand: it must be, to the byte, what lxml writes for its tree
+    # (escaping and layout alike, the layout made afresh from a tree without blank text).
+    tree = etree.fromstring(data, etree.XMLParser(remove_blank_text=True))
+    again = etree.tostring(tree, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    assert again == data
+    assert_valid_atom(data)
+    parsed = parse(data)
+    assert parsed.feed.title == "Mal & <Eve>"
+    first, second = parsed.entries
+    assert first.title == "<b>\"Q\" & 'A'</b> > ]]> x"
+    assert first.link == 'https://x.example/?a=1&b="2"<'
+    assert [author.name for author in first.authors] == ["Eve <eve@evil.test>", "A & B"]
+    assert first.content[0].value.endswith("Why: title: <script> & co")
+    assert first.summary.startswith('<img src=x onerror="alert(2)"> &amp; done.')
+    assert first.id == f"tag:papers.example.org,2026:{FEED_PATH}/2026-W02&%3Cx%3E/{hostile.id}"
+    assert tree.findall(f"{ATOM}entry")[1].find(f"{ATOM}link") is None
+    assert second.content[0].value == second.summary == bare.id  # no text, no reasons
+
+
 SCHEMA = Path(__file__).parent / "fixtures" / "schemas" / "atom.rng"
 ATOM = "{http://www.w3.org/2005/Atom}"
 
