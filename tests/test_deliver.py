@@ -311,6 +311,23 @@ def test_a_subscriber_who_unsubscribed_after_queueing_is_not_sent_the_digest(
     assert skipped.subscriber == "leave@example.org" and skipped.last_error == UNSUBSCRIBED
 
 
+def test_an_unsubscribe_committed_by_another_process_during_delivery_stops_the_next_send(
+    store: Store, smtp_sink: SMTPSink, tmp_path: Path
+) -> None:
+    queue_for(store, "first@example.org", "second@example.org", "third@example.org")
+
+    def unsubscribe_the_third(accepted: int) -> None:
+        if accepted == 1:  # as `digest serve` would: its own connection, its own commit
+            other = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+            other.set_subscriber_state("third@example.org", UNSUBSCRIBED, "one click", NOW)
+            other.close()
+
+    smtp_sink.before_data = unsubscribe_the_third
+    report = drain(store, SMTPTransport(smtp_settings(smtp_sink)))
+    assert (report.sent, report.skipped) == (2, 1)
+    assert [e[1] for e in smtp_sink.envelopes] == [["first@example.org"], ["second@example.org"]]
+
+
 def test_a_connection_dropped_halfway_through_a_batch_is_reopened_and_the_batch_finishes(
     store: Store,
 ) -> None:

@@ -47,12 +47,28 @@ class Outbox:
     def __init__(self, connection: sa.Connection, insert: Callable[[sa.Table], Any]) -> None:
         self._connection = connection
         self._insert = insert
+        self._states: dict[str, SubscriberState] | None = None
+        self._data_version: object = None
 
     def subscriber_state(self, email: str) -> SubscriberState:
+        """The address's state now: an unsubscribe committed by `digest serve` a moment
+        ago counts. On SQLite the recorded states are read once and again only when
+        another connection has committed since (`PRAGMA data_version`), which is a
+        microsecond, not a transaction per message."""
         email = email.lower()
-        with self._connection.begin():
-            row = self._connection.execute(_SUBSCRIBER, {"address": email}).first()
-        return _subscriber_state(row) if row else SubscriberState(email)
+        if self._connection.dialect.name != "sqlite":
+            with self._connection.begin():
+                row = self._connection.execute(_SUBSCRIBER, {"address": email}).first()
+            return _subscriber_state(row) if row else SubscriberState(email)
+        raw = self._connection.connection.dbapi_connection
+        assert raw is not None
+        version = raw.execute("PRAGMA data_version").fetchone()
+        if self._states is None or version != self._data_version:
+            with self._connection.begin():
+                rows = self._connection.execute(sa.select(subscribers_table)).all()
+            self._states = {row.email: _subscriber_state(row) for row in rows}
+            self._data_version = version
+        return self._states.get(email) or SubscriberState(email)
 
     def mark_sent(self, delivery_id: int, now: dt.datetime, attempts: int | None = None) -> None:
         counted = {} if attempts is None else {"attempts": attempts}
@@ -83,6 +99,7 @@ class Outbox:
         """Count a permanent refusal; True when this one reaches `limit` and the address is
         now suppressed."""
         email = email.lower()
+        self._states = None  # written here: this connection's own writes move no version
         with self._connection.begin():
             row = self._connection.execute(_SUBSCRIBER, {"address": email}).first()
             failures = (row.hard_failures if row else 0) + 1
@@ -105,5 +122,6 @@ class Outbox:
 
     def clear_hard_failures(self, email: str) -> None:
         """A delivery went through: earlier refusals were not about the address for good."""
+        self._states = None
         with self._connection.begin():
             self._connection.execute(_CLEAR_FAILURES, {"address": email.lower()})
