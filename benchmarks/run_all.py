@@ -78,13 +78,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             ">=",
             DELIVERY_FRACTION,
         ),
-        (
-            "delivery, fraction of the limit (end to end)",
-            e2e["delivery_fraction_of_limit"],
-            ">=",
-            DELIVERY_FRACTION,
-        ),
     ]
+    # Not a target: in a whole run the courier sends while the run renders the next
+    # batches on the same two cores (and the sink needs one), so the arrival rate there is
+    # the pipeline's pace, not what delivery can do; the deliver stage measures that.
     if "versus_rss2email" in results:
         speedup = results["versus_rss2email"]["speedup_wall_clock"]
         found.append(("faster than rss2email, wall clock", speedup, ">=", VERSUS_RSS2EMAIL))
