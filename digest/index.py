@@ -4,9 +4,13 @@
 profile term up in every paper. For a run of 100,000 subscribers and 1,000 papers that
 is 10^8 look-ups. Here the papers are indexed once (term → the papers holding it, with
 what each is worth: a `Hit`), every profile becomes a sparse row of term weights, and one
-sparse product per batch of subscribers gives every (subscriber, paper) score. Only the
-pairs that reach the threshold go through `judge`, the same final step as `select`, so
-the selections, their order and their reasons are the same as `select`'s.
+sparse product per batch of subscribers gives every (subscriber, paper) score. Those
+scores are only a first cut: each subscriber's best pairs at or near the threshold go
+through `judge`, the same final step as `select`, which alone decides the score, the
+reasons and whether the paper passes; so the selections, their order and their reasons
+are the same as `select`'s. Profiles are compiled by a `digest.match.Compiler` (what
+each shared keyword and description clause asks is worked out once per run), and with
+`workers` > 1 forked processes take batches in turn until none is left.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import multiprocessing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -27,15 +33,21 @@ from digest.analysis import FIELDS, CorpusStats, Evidence, Hit, PaperText, analy
 from digest.errors import DigestError
 from digest.match import (
     WEIGHTS,
+    Compiler,
     Profile,
     Weights,
     compile_for,
-    distinctive_terms,
     eligible,
     judge,
 )
 from digest.models import Match, Paper, Subscriber
 from digest.text import Name, same_person
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
+
+    # The next batch not yet taken, shared by forked workers.
+    Counter = Synchronized[int]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +62,7 @@ TOLERANCE = 1e-6
 
 Request = tuple[Subscriber, Sequence[Paper], Sequence[Paper]]
 Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
 
 
 class PaperIndex:
@@ -62,21 +75,26 @@ class PaperIndex:
         # Per paper: every term it holds (up to INDEXED_PHRASE words) → its Hit.
         self.hits: list[dict[str, Hit]] = [self._paper_hits(t) for t in self.texts]
         ids: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        values: list[float] = []
-        titles: list[float] = []
-        for p, found in enumerate(self.hits):
+        for found in self.hits:
             for term in found:
                 if term not in ids:
                     ids[term] = len(ids)
-            rows += [ids[term] for term in found]
-            cols += [p] * len(found)
-            values += [h.value for h in found.values()]
-            titles += [0.0 if h.title is None else 1.0 for h in found.values()]
         self.ids = ids
+        sizes = [len(found) for found in self.hits]
+        get = ids.__getitem__
+        # The (term, paper) entries of the matrices: row, column, Hit.value, title mention.
+        self._entries: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], Floats, Floats] = (
+            np.fromiter((get(t) for found in self.hits for t in found), np.int32, sum(sizes)),
+            np.repeat(np.arange(len(self.hits), dtype=np.int32), sizes),
+            np.fromiter((h.value for found in self.hits for h in found.values()), np.float64),
+            np.fromiter(
+                (h.title is not None for found in self.hits for h in found.values()), np.float64
+            ),
+        )
+        # Long phrases, found when asked for: (row, paper, value, title) each.
         self._extra: list[tuple[int, int, float, float]] = []
-        self._entries = (rows, cols, values, titles)
+        # Long phrases no paper holds: asked for again by other subscribers.
+        self._absent: set[str] = set()
         self._built = -1
         self._matrices: tuple[sparse.csr_matrix, sparse.csr_matrix, sparse.csr_matrix]
         self._word_papers: dict[str, set[int]] | None = None
@@ -143,7 +161,7 @@ class PaperIndex:
         if known is not None:
             return known
         words = term.split()
-        if len(words) <= INDEXED_PHRASE:
+        if len(words) <= INDEXED_PHRASE or term in self._absent:
             return None
         # A long phrase: only papers holding all of its words can hold it.
         holders = [self.word_papers().get(w, set()) for w in words]
@@ -158,6 +176,8 @@ class PaperIndex:
                 row = self.ids[term] = len(self.ids)
             self.hits[p][term] = found
             self._extra.append((row, p, found.value, 1.0 if found.title is not None else 0.0))
+        if row is None:
+            self._absent.add(term)
         return row
 
     def word_papers(self) -> dict[str, set[int]]:
@@ -174,17 +194,17 @@ class PaperIndex:
         """(value, title, presence): term × paper matrices of Hit.value, of a title
         mention (1.0) and of any mention (1.0)."""
         if self._built != len(self.ids):
+            extra = np.array(self._extra, dtype=np.float64).reshape(-1, 4)
             rows, cols, values, titles = self._entries
-            extra = self._extra
-            r = np.array(rows + [e[0] for e in extra], dtype=np.int32)
-            c = np.array(cols + [e[1] for e in extra], dtype=np.int32)
-            v = np.array(values + [e[2] for e in extra], dtype=np.float64)
-            t = np.array(titles + [e[3] for e in extra], dtype=np.float64)
+            rows = np.concatenate([rows, extra[:, 0].astype(np.int32)])
+            cols = np.concatenate([cols, extra[:, 1].astype(np.int32)])
+            values = np.concatenate([values, extra[:, 2]])
+            titles = np.concatenate([titles, extra[:, 3]])
             shape = (len(self.ids), len(self.texts))
             self._matrices = (
-                sparse.csr_matrix((v, (r, c)), shape=shape),
-                sparse.csr_matrix((t, (r, c)), shape=shape),
-                sparse.csr_matrix((np.ones_like(v), (r, c)), shape=shape),
+                sparse.csr_matrix((values, (rows, cols)), shape=shape),
+                sparse.csr_matrix((titles, (rows, cols)), shape=shape),
+                sparse.csr_matrix((np.ones_like(values), (rows, cols)), shape=shape),
             )
             self._built = len(self.ids)
         return self._matrices
@@ -215,36 +235,43 @@ class _Rows:
 
 
 def _rows(index: PaperIndex, profiles: Sequence[Profile]) -> _Rows:
-    def matrix(per_profile: Sequence[Sequence[tuple[str, float]]]) -> sparse.csr_matrix:
-        terms = [term for pairs in per_profile for term, _ in pairs]
-        known = index.ids.get
-        found = np.array([known(t, -1) for t in terms], dtype=np.int64)
+    def lookup(per_profile: Sequence[Iterable[tuple[str, float]]]) -> _Terms:
+        terms: list[str] = []
+        values: list[float] = []
+        sizes = []
+        for pairs in per_profile:
+            before = len(terms)
+            for term, value in pairs:
+                terms.append(term)
+                values.append(value)
+            sizes.append(len(terms) - before)
+        found = np.array(list(map(index.ids.get, terms, repeat(-1))), dtype=np.int64)
         for i in np.flatnonzero(found < 0).tolist():
             if terms[i].count(" ") >= INDEXED_PHRASE:
                 row = index.term(terms[i])
                 found[i] = -1 if row is None else row
-        values = np.array([v for pairs in per_profile for _, v in pairs], dtype=np.float64)
-        owner = np.repeat(np.arange(len(per_profile)), [len(pairs) for pairs in per_profile])
-        keep = (found >= 0) & (values != 0)
-        indptr = np.zeros(len(per_profile) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(owner[keep], minlength=len(per_profile)), out=indptr[1:])
+        owner = np.repeat(np.arange(len(per_profile), dtype=np.int64), sizes)
+        keep = (found >= 0) & (np.array(values, dtype=np.float64) != 0)
+        return found[keep], np.array(values, dtype=np.float64)[keep], owner[keep]
+
+    def matrix(found: _Terms) -> sparse.csr_matrix:
+        ids, values, owner = found
+        indptr = np.zeros(len(profiles) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(owner, minlength=len(profiles)), out=indptr[1:])
         return sparse.csr_matrix(
-            (values[keep], found[keep].astype(np.int32), indptr),
-            shape=(len(profiles), len(index.ids)),
+            (values, ids.astype(np.int32), indptr), shape=(len(profiles), len(index.ids))
         )
 
-    weights = matrix([p.combined for p in profiles])
-    lifts = matrix([p.settles for p in profiles])
-    vetoes = matrix([[(t, 1.0) for t in p.exclude] for p in profiles])
-    # The index may have grown (long phrases): every matrix must span all its terms.
-    width = len(index.ids)
-    return _Rows(
-        *(m if m.shape[1] == width else _widen(m, width) for m in (weights, lifts, vetoes))
-    )
+    # `combined` is sorted; any order serves here (the sums are only a first cut).
+    asked = lookup([p.combined if p.liked else p.terms.items() for p in profiles])
+    lifts = lookup([p.settles for p in profiles])
+    vetoes = lookup([[(t, 1.0) for t in p.exclude] for p in profiles])
+    # Built once every term is looked up: each spans all the terms of the index, which
+    # long phrases may have grown.
+    return _Rows(matrix(asked), matrix(lifts), matrix(vetoes))
 
 
-def _widen(m: sparse.csr_matrix, width: int) -> sparse.csr_matrix:
-    return sparse.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], width))
+_Terms = tuple[npt.NDArray[np.int64], Floats, npt.NDArray[np.int64]]
 
 
 def select_many(
@@ -293,7 +320,7 @@ def _select_many(
 ) -> list[list[Match]]:
     papers: list[Paper] = []
     where: dict[str, list[int]] = {}
-    allowed: dict[int, tuple[Sequence[Paper], npt.NDArray[np.int64]]] = {}
+    allowed: dict[int, tuple[Sequence[Paper], Ints]] = {}
     for _, offered, _ in requests:
         if id(offered) in allowed:
             continue
@@ -312,21 +339,13 @@ def _select_many(
         texts.append(text if text is not None and text.paper == paper else analyse(paper))
     probe = Profile({}, weights=weights, abstract_length=stats.abstract_length)
     work = _Work(PaperIndex(texts, probe.evidence), stats, weights, allowed)
-    parts = workers if workers > 1 and len(requests) >= 2 * batch and _can_fork() else 1
-    size = -(-len(requests) // parts)
-    pieces = [requests[i : i + size] for i in range(0, len(requests), size)]
-    children = [_start(work, piece, batch) for piece in pieces[1:]]
-    try:
-        verdicts = work.run(pieces[0], batch)
-        for child, piece in zip(children, pieces[1:], strict=True):
-            verdicts += _finish(work, child, piece)
-    finally:
-        for child in children:
-            if child.process.is_alive():
-                child.process.terminate()
-                child.process.join()
+    batches = [requests[i : i + batch] for i in range(0, len(requests), batch)]
+    if workers > 1 and len(batches) > 1 and _can_fork():
+        chosen = _shared(work, batches, workers)
+    else:
+        chosen = [m for chunk in batches for m in work.matches(work.run(chunk))]
     log.debug("%d subscribers matched against %d papers", len(requests), len(papers))
-    return [[Match(texts[p].paper, value, reasons) for p, value, reasons in v] for v in verdicts]
+    return chosen
 
 
 Verdicts = list[list[tuple[int, float, tuple[str, ...]]]]
@@ -340,45 +359,166 @@ class _Work:
         index: PaperIndex,
         stats: CorpusStats,
         weights: Weights,
-        allowed: Mapping[int, tuple[Sequence[Paper], npt.NDArray[np.int64]]],
+        allowed: Mapping[int, tuple[Sequence[Paper], Ints]],
     ) -> None:
         self.index = index
         self.stats = stats
         self.weights = weights
         self.allowed = allowed
         self.upvotes = np.array([t.paper.upvotes for t in index.texts], dtype=np.int64)
-        self.distinctive: dict[str, dict[str, float]] = {}
+        self.compiler = Compiler(stats, weights)
 
-    def run(self, requests: Sequence[Request], batch: int) -> Verdicts:
-        results: Verdicts = []
-        for start in range(0, len(requests), batch):
-            chunk = requests[start : start + batch]
-            profiles = [self.compile(subscriber, liked) for subscriber, _, liked in chunk]
-            rows = _rows(self.index, profiles)
-            values, titles, presence = self.index.matrices()
-            scores: Floats = (rows.weights @ values).toarray()
-            if rows.lifts.nnz:
-                scores += (rows.lifts @ titles).toarray()
-            if rows.vetoes.nnz:
-                scores[(rows.vetoes @ presence).toarray() > 0] = -np.inf
-            for r, (subscriber, offered, _) in enumerate(chunk):
-                slots = self.allowed[id(offered)][1]
-                results.append(
-                    _choose(self.index, subscriber, profiles[r], scores[r], slots, self.upvotes)
-                )
-        return results
+    def matches(self, verdicts: Verdicts) -> list[list[Match]]:
+        papers = self.index.papers
+        return [[Match(papers[p], value, reasons) for p, value, reasons in v] for v in verdicts]
 
-    def compile(self, subscriber: Subscriber, liked: Sequence[Paper]) -> Profile:
-        for paper in liked:
-            if paper.id in subscriber.interests.liked and paper.id not in self.distinctive:
-                self.distinctive[paper.id] = distinctive_terms(paper, self.stats, self.weights)
-        return compile_for(
-            subscriber, self.stats, liked, self.weights, distinctive=self.distinctive
-        )
+    def take(
+        self, batches: Sequence[Sequence[Request]], counter: Counter
+    ) -> Iterator[tuple[int, Verdicts]]:
+        """Run the batches nobody has taken yet, one at a time: each process takes the next
+        when it is free, so the work splits evenly however busy the machine is."""
+        while True:
+            with counter.get_lock():
+                taken = counter.value
+                counter.value = taken + 1
+            if taken >= len(batches):
+                return
+            yield taken, self.run(batches[taken])
+
+    def run(self, chunk: Sequence[Request]) -> Verdicts:
+        """The verdicts of one batch of requests."""
+        profiles = [
+            compile_for(s, self.stats, liked, self.weights, compiler=self.compiler)
+            for s, _, liked in chunk
+        ]
+        rows = _rows(self.index, profiles)
+        values, titles, presence = self.index.matrices()
+        scores: Floats = (rows.weights @ values).toarray()
+        if rows.lifts.nnz:
+            scores += (rows.lifts @ titles).toarray()
+        if rows.vetoes.nnz:
+            scores[(rows.vetoes @ presence).toarray() > 0] = -np.inf
+        for r, profile in enumerate(profiles):
+            if profile.authors:
+                bonus = profile.weights.author * profile.threshold
+                for p, count in self.index.author_matches(profile.authors).items():
+                    scores[r, p] += bonus * count
+        return self.choose(chunk, profiles, scores)
+
+    def choose(
+        self, chunk: Sequence[Request], profiles: Sequence[Profile], scores: Floats
+    ) -> Verdicts:
+        """Each subscriber's matches among the papers offered to them, judged and ranked
+        exactly like `select` does. Row r of `scores` holds the matrix's score of every
+        paper for chunk[r]: close to `judge`'s, and a first cut only."""
+        chosen: Verdicts = [[] for _ in chunk]
+        thresholds = np.array([p.threshold for p in profiles], dtype=np.float64)
+        # Scores from the matrix product may differ from `judge`'s in the last bits
+        # (another order of additions): pairs this close below the threshold are judged.
+        tolerances = TOLERANCE * np.maximum(1.0, np.abs(thresholds))
+        least = np.array([s.min_upvotes for s, _, _ in chunk], dtype=np.int64)
+        groups: dict[int, list[int]] = {}
+        for r, (_, offered, _) in enumerate(chunk):
+            groups.setdefault(id(offered), []).append(r)
+        for key, members in groups.items():
+            slots = self.allowed[key][1]
+            group = np.array(members, dtype=np.int64)
+            block = scores[group[:, None], slots[None, :]]
+            passing = (block >= (thresholds - tolerances)[group, None]) & (
+                self.upvotes[slots][None, :] >= least[group, None]
+            )
+            found = _Candidates(group, slots, block, passing)
+            wanted = [max(chunk[r][0].max_papers, 0) for r in members]
+            for i, r in enumerate(members):
+                if wanted[i]:
+                    chosen[r] = self.pick(
+                        chunk[r][0], profiles[r], wanted[i], tolerances[r], found, i
+                    )
+        return chosen
+
+    def pick(
+        self,
+        subscriber: Subscriber,
+        profile: Profile,
+        wanted: int,
+        tolerance: float,
+        found: _Candidates,
+        i: int,
+    ) -> list[tuple[int, float, tuple[str, ...]]]:
+        """The `wanted` best of the i-th member's candidates that `judge` passes."""
+        start, stop = found.bounds[i], found.bounds[i + 1]
+        papers, values, slots = found.papers_list, found.values_list, found.slots_list
+        index = self.index
+        verdicts: dict[int, tuple[float, tuple[str, ...]] | None] = {}
+        judged: list[int] = []
+        bar = -np.inf
+        passed = 0
+        # Best first by the matrix's score: once `wanted` papers pass, a paper scoring
+        # less than the last of them (by more than the tolerance) cannot displace any.
+        for j in range(start, stop):
+            if values[j] < bar:
+                break
+            p = papers[j]
+            if p not in verdicts:
+                verdicts[p] = _verdict(index, subscriber, profile, p)
+                judged.append(j)
+            if verdicts[p] is not None:
+                passed += 1
+                if passed == wanted:
+                    bar = values[j] - tolerance
+        # In the order `select` meets them (the offered order), then ranked as it ranks.
+        met = judged if found.distinct else range(start, stop)
+        picked = [
+            (papers[j], *verdict)
+            for j in sorted(met, key=slots.__getitem__)
+            if (verdict := verdicts.get(papers[j])) is not None
+        ]
+        every = index.papers
+        picked.sort(key=lambda c: (-c[1], -every[c[0]].upvotes, every[c[0]].id))
+        return picked[:wanted]
+
+
+class _Candidates:
+    """The pairs of a group of subscribers (offered the same papers) that the matrix
+    puts at or above the threshold, row by row, best first (ties in offered order)."""
+
+    def __init__(self, group: Ints, slots: Ints, block: Floats, passing: npt.NDArray[np.bool_]):
+        found_rows, found_slots = np.nonzero(passing)
+        values = block[found_rows, found_slots]
+        order = np.lexsort((-values, found_rows))
+        found_rows, found_slots, values = found_rows[order], found_slots[order], values[order]
+        self.bounds: list[int] = np.searchsorted(found_rows, np.arange(len(group) + 1)).tolist()
+        self.papers_list: list[int] = slots[found_slots].tolist()  # the index's papers
+        self.values_list: list[float] = values.tolist()
+        self.slots_list: list[int] = found_slots.tolist()  # positions in the offered list
+        self.distinct = len(np.unique(slots)) == len(slots)
 
 
 def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _shared(work: _Work, batches: Sequence[Sequence[Request]], workers: int) -> list[list[Match]]:
+    """The batches' matches, in order, from this process and `workers` - 1 forked copies
+    of it (the index is shared, not sent), each taking the next batch when free."""
+    context = multiprocessing.get_context("fork")
+    counter = context.Value("l", 0)
+    children = [_start(context, work, batches, counter) for _ in range(workers - 1)]
+    try:
+        # This process makes its Matches as it goes: the others' wait for their end.
+        done = {taken: work.matches(v) for taken, v in work.take(batches, counter)}
+        for child in children:
+            done.update((taken, work.matches(v)) for taken, v in _finish(child))
+        for taken, chunk in enumerate(batches):
+            if taken not in done:
+                # A worker failed: redo its share here, where an error reaches the caller.
+                done[taken] = work.matches(work.run(chunk))
+    finally:
+        for child in children:
+            if child.process.is_alive():
+                child.process.terminate()
+                child.process.join()
+    return [m for taken in range(len(batches)) for m in done[taken]]
 
 
 @dataclass(frozen=True)
@@ -387,84 +527,40 @@ class _Child:
     results: Connection
 
 
-def _start(work: _Work, requests: Sequence[Request], batch: int) -> _Child:
-    """Match `requests` in a forked copy of this process (the index is shared, not sent)."""
-    context = multiprocessing.get_context("fork")
+def _start(
+    context: multiprocessing.context.ForkContext,
+    work: _Work,
+    batches: Sequence[Sequence[Request]],
+    counter: Counter,
+) -> _Child:
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(work, requests, batch, send), daemon=True)
+    process = context.Process(target=_child, args=(work, batches, counter, send), daemon=True)
     process.start()
     send.close()
     return _Child(process, receive)
 
 
-def _child(work: _Work, requests: Sequence[Request], batch: int, send: Connection) -> None:
+def _child(
+    work: _Work, batches: Sequence[Sequence[Request]], counter: Counter, send: Connection
+) -> None:
     try:
-        send.send(work.run(requests, batch))
+        send.send(list(work.take(batches, counter)))
     except DigestError:
-        send.send(None)  # the parent reports it, with its own traceback
+        send.send(None)  # the parent redoes the work and reports it, with its own traceback
     finally:
         send.close()
 
 
-def _finish(work: _Work, child: _Child, requests: Sequence[Request]) -> Verdicts:
+def _finish(child: _Child) -> list[tuple[int, Verdicts]]:
+    """What a worker did: nothing when it failed."""
     try:
-        verdicts: Verdicts | None = child.results.recv()
+        done: list[tuple[int, Verdicts]] | None = child.results.recv()
     except EOFError:
-        verdicts = None
+        done = None
     finally:
         child.results.close()
         child.process.join()
-    if verdicts is None:
-        # The worker failed: redo its share here, where an error reaches the caller.
-        return work.run(requests, len(requests))
-    return verdicts
-
-
-def _choose(
-    index: PaperIndex,
-    subscriber: Subscriber,
-    profile: Profile,
-    row: Floats,
-    slots: npt.NDArray[np.int64],
-    upvotes: npt.NDArray[np.int64],
-) -> list[tuple[int, float, tuple[str, ...]]]:
-    """The subscriber's matches among `slots` (the papers offered, in order), judged and
-    ranked exactly like `select` does."""
-    wanted = max(subscriber.max_papers, 0)
-    if not wanted:
-        return []
-    if profile.authors:
-        bonus = profile.weights.author * profile.threshold
-        for p, count in index.author_matches(profile.authors).items():
-            row[p] += bonus * count
-    tolerance = TOLERANCE * max(1.0, abs(profile.threshold))
-    values = row[slots]
-    (positions,) = np.nonzero(
-        (values >= profile.threshold - tolerance) & (upvotes[slots] >= subscriber.min_upvotes)
-    )
-    # Best first by the matrix's score: once `wanted` papers pass, a paper scoring less
-    # than the last of them (by more than the tolerance) cannot displace any.
-    verdicts: dict[int, tuple[float, tuple[str, ...]] | None] = {}
-    bar = -np.inf
-    passed = 0
-    for k in positions[np.argsort(-values[positions], kind="stable")].tolist():
-        if values[k] < bar:
-            break
-        p = int(slots[k])
-        if p not in verdicts:
-            verdicts[p] = _verdict(index, subscriber, profile, p)
-        if verdicts[p] is not None:
-            passed += 1
-            if passed == wanted:
-                bar = values[k] - tolerance
-    chosen = [
-        (p, *verdict)
-        for k in positions.tolist()
-        if (p := int(slots[k])) in verdicts and (verdict := verdicts[p]) is not None
-    ]
-    papers = index.papers
-    chosen.sort(key=lambda c: (-c[1], -papers[c[0]].upvotes, papers[c[0]].id))
-    return chosen[:wanted]
+    return done or []
 
 
 def _verdict(

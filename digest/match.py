@@ -41,7 +41,15 @@ from digest.config import load_subscriber
 from digest.errors import ConfigError
 from digest.jsonl import read_papers_jsonl
 from digest.models import Interests, Match, Paper, Subscriber
-from digest.text import Name, clause_terms, description_asks, keyword_asks, name, same_person
+from digest.text import (
+    Name,
+    clause_pieces,
+    clause_terms,
+    keyword_asks,
+    name,
+    piece_asks,
+    same_person,
+)
 
 __all__ = [
     "WEIGHTS",
@@ -152,27 +160,24 @@ class Profile:
         """The asked terms that can be named as a reason: those that could be worth
         REASON_FLOOR of the threshold in some field (most words of prose cannot)."""
         w = self.weights
-        most = max(w.title, w.ai_keywords, w.saturation + 1)
-        floor = REASON_FLOOR * self.threshold
-        return {t: v for t, v in self.terms.items() if v * most >= floor or t in self.phrases}
+        return {t: v for t, v in self.terms.items() if _is_notable(w, v, t in self.phrases)}
 
     @cached_property
-    def scan(self) -> tuple[tuple[str, float, tuple[float, float, float] | None], ...]:
-        """`combined`, each term with what it brings to reasons when it is notable: its
-        value in a title and in ai_keywords, and its asked weight (see `_found`)."""
-        w = self.weights
+    def table(self) -> Mapping[str, Entry]:
+        """Per term of `combined`: its whole weight, then what it brings to reasons (see
+        `_found`): its value in a title and in ai_keywords when that reaches the reason
+        floor, and its asked weight; None where it brings nothing, as for a term that is
+        not notable."""
         notable = self.notable
-        found: list[tuple[str, float, tuple[float, float, float] | None]] = []
-        for term, weight in self.combined:
-            asked = notable.get(term)
-            if asked is None:
-                found.append((term, weight, None))
-                continue
-            settles = self.threshold if term in self.phrases else 0.0
-            found.append(
-                (term, weight, (max(w.title * asked, settles), w.ai_keywords * asked, asked))
-            )
-        return tuple(found)
+        return {
+            term: _entry(self.weights, weight, notable.get(term), term in self.phrases)
+            for term, weight in self.combined
+        }
+
+    @cached_property
+    def families(self) -> frozenset[str]:
+        """The family names of `authors`."""
+        return frozenset(wanted.family for wanted in self.authors)
 
     @cached_property
     def weight_of(self) -> Mapping[str, float]:
@@ -209,40 +214,182 @@ def compile_profile(
     terms when many subscribers like it. Raises ValueError when the interests give
     nothing to match on: no keyword or description word, no author and no liked paper.
     """
-    asked: dict[str, float] = {}
-    phrases: list[str] = []
-    get = asked.get
-    for keyword in interests.keywords:
-        adds, found = keyword_asks(keyword, weights.keyword, weights.part)
-        phrases += found
-        for term, weight in adds:
-            asked[term] = get(term, 0.0) + weight
-    w = weights
-    for term, weight in description_asks(
-        interests.description, w.description_item, w.description, w.part
-    ):
-        asked[term] = get(term, 0.0) + weight
-    authors = tuple(n for written in interests.authors if (n := name(written)))
-    if not asked and not authors and not interests.liked:
-        raise ValueError(
-            "interests give nothing to match: add keywords, a description, authors or liked"
-        )
-    wanted = set(interests.liked)
-    liked = {}
-    for paper in liked_papers:
-        if paper.id in wanted and paper.id not in liked:
-            known = distinctive.get(paper.id) if distinctive is not None else None
-            liked[paper.id] = known if known is not None else distinctive_terms(paper, stats)
-    idf = stats.idf
-    return Profile(
-        terms={term: weight * idf(term) for term, weight in asked.items()},
-        phrases=frozenset(phrases),
-        exclude=tuple(t for e in interests.exclude for t in clause_terms(e)),
-        authors=authors,
-        liked=liked,
-        weights=weights,
-        abstract_length=stats.abstract_length,
+    return Compiler(stats, weights).compile(interests, liked_papers, distinctive=distinctive)
+
+
+# A term's entry in `Profile.table`: its whole weight, then its value in a title and in
+# ai_keywords (None below the reason floor) and its asked weight (None unless notable).
+Entry = tuple[float, float | None, float | None, float | None]
+
+
+def _entry(weights: Weights, weight: float, asked: float | None, phrase: bool) -> Entry:
+    """A term's `Profile.table` entry; `asked` is None for a term that is not notable."""
+    if asked is None:
+        return (weight, None, None, None)
+    floor = REASON_FLOOR * weights.threshold
+    in_title = max(weights.title * asked, weights.threshold if phrase else 0.0)
+    in_keywords = weights.ai_keywords * asked
+    return (
+        weight,
+        in_title if in_title >= floor else None,
+        in_keywords if in_keywords >= floor else None,
+        asked,
     )
+
+
+def _is_notable(weights: Weights, asked: float, phrase: bool) -> bool:
+    """Whether an asked term can be named as a reason: worth REASON_FLOOR of the
+    threshold in some field (most words of prose cannot), or a keyword phrase."""
+    most = max(weights.title, weights.ai_keywords, weights.saturation + 1)
+    return asked * most >= REASON_FLOOR * weights.threshold or phrase
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What one keyword, or one clause-delimited piece of a description, asks for."""
+
+    adds: tuple[tuple[str, float], ...]  # (term, weight) in order, as `compile_profile` adds
+    phrases: tuple[str, ...]
+    terms: dict[str, float]  # term → its summed weight times its IDF
+    table: dict[str, Entry]  # the `Profile.table` entries of `terms`
+
+
+class Compiler:
+    """`compile_profile` for the many subscribers of one store and one `Weights`.
+
+    Subscribers share keywords, and descriptions share clauses: each is weighed (IDF)
+    and tabled once, and a profile is the union of its parts. Where two parts ask for
+    the same term, that term's weight is summed again from every addition in order, so
+    each profile is exactly what `compile_profile` gives.
+    """
+
+    def __init__(self, stats: CorpusStats, weights: Weights = WEIGHTS) -> None:
+        self.stats = stats
+        self.weights = weights
+        self._keywords: dict[str, _Asked] = {}
+        self._pieces: dict[str, _Asked] = {}
+        self._once: set[str] = set()
+        # Liked paper id → `distinctive_terms`: subscribers like the same papers.
+        self._distinctive: dict[str, Mapping[str, float]] = {}
+
+    def compile(
+        self,
+        interests: Interests,
+        liked_papers: Sequence[Paper] = (),
+        *,
+        distinctive: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> Profile:
+        """`compile_profile(interests, stats, liked_papers, weights, distinctive=...)`."""
+        keywords, pieces = self._keywords, self._pieces
+        parts = [keywords.get(k) or self._keyword(k) for k in interests.keywords]
+        if interests.description:
+            parts += [pieces.get(p) or self._piece(p) for p in clause_pieces(interests.description)]
+        terms: dict[str, float] = {}
+        table: dict[str, Entry] = {}
+        size = 0
+        phrases: list[str] = []
+        for part in parts:
+            terms.update(part.terms)
+            table.update(part.table)
+            size += len(part.terms)
+            phrases += part.phrases
+        if size != len(terms):
+            self._repeated(parts, terms, table, frozenset(phrases))
+        authors = tuple(n for written in interests.authors if (n := name(written)))
+        if not terms and not authors and not interests.liked:
+            raise ValueError(
+                "interests give nothing to match: add keywords, a description, authors or liked"
+            )
+        liked = {}
+        if interests.liked:
+            wanted = set(interests.liked)
+            known = self._distinctive if distinctive is None else distinctive
+            for paper in liked_papers:
+                if paper.id in wanted and paper.id not in liked:
+                    terms_of = known.get(paper.id)
+                    if terms_of is None:
+                        terms_of = self._distinctive[paper.id] = distinctive_terms(
+                            paper, self.stats
+                        )
+                    liked[paper.id] = terms_of
+        profile = Profile(
+            terms=terms,
+            phrases=frozenset(phrases),
+            exclude=tuple(t for e in interests.exclude for t in clause_terms(e)),
+            authors=authors,
+            liked=liked,
+            weights=self.weights,
+            abstract_length=self.stats.abstract_length,
+        )
+        if not liked:
+            # What `Profile.table` would compute: each term's entry depends on its own
+            # weight and on whether it is a keyword phrase, both settled above.
+            profile.__dict__["table"] = table
+        return profile
+
+    def _keyword(self, keyword: str) -> _Asked:
+        w = self.weights
+        adds, phrases = keyword_asks(keyword, w.keyword, w.part)
+        part = self._keywords[keyword] = self._asked(adds, phrases)
+        return part
+
+    def _piece(self, piece: str) -> _Asked:
+        w = self.weights
+        part = self._asked(piece_asks(piece, w.description_item, w.description, w.part), ())
+        # Most pieces of a description are its own: kept from the second subscriber on.
+        if piece in self._once:
+            self._pieces[piece] = part
+        else:
+            self._once.add(piece)
+        return part
+
+    def _asked(self, adds: tuple[tuple[str, float], ...], phrases: tuple[str, ...]) -> _Asked:
+        summed: dict[str, float] = {}
+        get = summed.get
+        for term, weight in adds:
+            summed[term] = get(term, 0.0) + weight
+        idf = self.stats.idf
+        terms = {term: weight * idf(term) for term, weight in summed.items()}
+        return _Asked(adds, phrases, terms, self._table(terms, frozenset(phrases)))
+
+    def _table(self, terms: Mapping[str, float], phrases: frozenset[str]) -> dict[str, Entry]:
+        w = self.weights
+        most = max(w.title, w.ai_keywords, w.saturation + 1)
+        floor = REASON_FLOOR * w.threshold
+        table = {}
+        for term, weight in terms.items():
+            # `_is_notable`, inline: a description clause has a few dozen terms.
+            if weight * most >= floor or term in phrases:
+                table[term] = _entry(w, weight, weight, term in phrases)
+            else:
+                table[term] = (weight, None, None, None)
+        return table
+
+    def _repeated(
+        self,
+        parts: Sequence[_Asked],
+        terms: dict[str, float],
+        table: dict[str, Entry],
+        phrases: frozenset[str],
+    ) -> None:
+        """Terms asked by more than one part: summed again over every addition in order
+        (a sum's rounding depends on its order), then weighed and tabled."""
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for part in parts:
+            repeated.update(seen.intersection(part.terms))
+            seen.update(part.terms)
+        summed = dict.fromkeys(repeated, 0.0)
+        for part in parts:
+            if repeated.isdisjoint(part.terms):
+                continue
+            for term, weight in part.adds:
+                if term in summed:
+                    summed[term] += weight
+        idf = self.stats.idf
+        again = {term: weight * idf(term) for term, weight in summed.items()}
+        terms.update(again)
+        table.update(self._table(again, phrases))
 
 
 def distinctive_terms(
@@ -300,44 +447,46 @@ def judge(
         if term in hits:
             return 0.0, ()
     total = 0.0
-    matched = []
     floor = REASON_FLOOR * profile.threshold
     # What each notable term brings per field (see `_found`), built in the same pass.
     title: list[tuple[float, int, int]] = []
     keywords: list[tuple[float, int, int]] = []
     abstract: list[tuple[float, int, int]] = []
-    get = hits.get
+    table = profile.table
     # The profile's terms the paper holds, in one fixed order (sums must not depend on
-    # which of the two is larger).
-    for term, weight, notable in profile.scan:
-        found = get(term)
-        if found is None:
-            continue
+    # which of the two is larger). The intersection walks the smaller of the two, so a
+    # paper's few matches cost little however large the profile or the paper.
+    present = sorted(hits.keys() & table.keys())
+    for term in present:
+        weight, in_title, in_keywords, asked = table[term]
+        found = hits[term]
         total += weight * found.value
-        matched.append((term, found))
-        if notable is None:
+        if asked is None:
             continue
-        in_title, in_keywords, asked = notable
-        if found.title is not None and in_title >= floor:
+        if in_title is not None and found.title is not None:
             title.append((in_title, *found.title))
-        if found.keywords is not None and in_keywords >= floor:
+        if in_keywords is not None and found.keywords is not None:
             keywords.append((in_keywords, *found.keywords))
         if found.abstract is not None and (value := asked * found.abstract_value) >= floor:
             abstract.append((value, *found.abstract))
+    get = hits.get
     lifted = 0.0
     for term, lift in profile.settles:
         titled = get(term)
         if lift and titled is not None and titled.title is not None:
             lifted += lift
     total += lifted
-    reasons = [
-        r
-        for f, found_in in zip(FIELDS, (title, keywords, abstract), strict=True)
-        if found_in and (r := _field_reason(text.fields[f], f, found_in, floor))
-    ]
+    reasons = []
+    fields = text.fields
+    if title and (reason := _field_reason(fields["title"], "title", title, floor)):
+        reasons.append(reason)
+    if keywords and (reason := _field_reason(fields["keywords"], "keywords", keywords, floor)):
+        reasons.append(reason)
+    if abstract and (reason := _field_reason(fields["abstract"], "abstract", abstract, floor)):
+        reasons.append(reason)
     if profile.authors:
         bonus = profile.weights.author * profile.threshold
-        families = {wanted.family for wanted in profile.authors}
+        families = profile.families
         for written, author in text.authors:
             if author.family in families and any(
                 same_person(wanted, author) for wanted in profile.authors
@@ -354,7 +503,7 @@ def judge(
         reasons += [f"like {liked_id}" for part, liked_id in likes if part >= floor]
     if not reasons and total > 0:
         # Many small matches made the score: name the strongest of them.
-        by_field = _found(profile, matched, 0.0)
+        by_field = _found(profile, [(t, hits[t]) for t in present], 0.0)
         best = max(FIELDS, key=lambda f: max((v for v, _, _ in by_field[f]), default=0.0))
         strongest = max((v for v, _, _ in by_field[best]), default=0.0)
         if likes and likes[0][0] > strongest:
@@ -396,14 +545,23 @@ def _field_reason(
     if len(found) == 1:
         value, start, length = found[0]
         return f"{where}: {text.surface(start, length)}" if value >= floor else None
-    strongest = max(v for v, _, _ in found)
-    chosen: list[tuple[int, int]] = []
-    for value, start, length in sorted(found, key=lambda m: (-m[0], m[1], -m[2])):
-        if value < max(REASON_SHARE * strongest, floor) or len(chosen) == MAX_REASON_TERMS:
-            break
-        if not any(start < s + n and s < start + length for s, n in chosen):
-            chosen.append((start, length))
-    surfaces = list(dict.fromkeys(text.surface(s, n) for s, n in sorted(chosen)))
+    cutoff = max(REASON_SHARE * max(found)[0], floor)
+    chosen: list[tuple[int, int]] = []  # (first token, past the last)
+    # Strongest first, then the earliest, then the longest.
+    for _, start, shorter in sorted([(-v, s, -n) for v, s, n in found if v >= cutoff]):
+        end = start - shorter
+        for s, e in chosen:
+            if start < e and s < end:
+                break
+        else:
+            chosen.append((start, end))
+            if len(chosen) == MAX_REASON_TERMS:
+                break
+    if len(chosen) == 1:
+        start, end = chosen[0]
+        return f"{where}: {text.surface(start, end - start)}"
+    chosen.sort()
+    surfaces = list(dict.fromkeys([text.surface(s, e - s) for s, e in chosen]))
     if len(surfaces) > 1:
         # "halos" says nothing more beside "dark matter halos" found elsewhere in the field.
         words = [_spaced_words(a) for a in surfaces]
@@ -428,9 +586,15 @@ def compile_for(
     weights: Weights = WEIGHTS,
     *,
     distinctive: Mapping[str, Mapping[str, float]] | None = None,
+    compiler: Compiler | None = None,
 ) -> Profile:
-    """`compile_profile` for a subscriber file: an empty profile is that file's error."""
+    """`compile_profile` for a subscriber file: an empty profile is that file's error.
+
+    `compiler` (a `Compiler` of the same stats and weights) compiles many subscribers'.
+    """
     try:
+        if compiler is not None:
+            return compiler.compile(subscriber.interests, liked_papers, distinctive=distinctive)
         return compile_profile(
             subscriber.interests, stats, liked_papers, weights, distinctive=distinctive
         )

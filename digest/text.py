@@ -255,15 +255,14 @@ def description_asks(
     adds: list[tuple[str, float]] = []
     # Descriptions differ, but their clauses recur: each is read once.
     for piece in clause_pieces(description):
-        adds += _clause_asks(piece, item, prose, part)
+        adds += piece_asks(piece, item, prose, part)
     return adds
 
 
 @lru_cache(maxsize=1 << 16)
-def _clause_asks(
-    text: str, item: float, prose: float, part: float
-) -> tuple[tuple[str, float], ...]:
-    """The (term, weight) additions of the clauses of `text`, in order."""
+def piece_asks(text: str, item: float, prose: float, part: float) -> tuple[tuple[str, float], ...]:
+    """The (term, weight) additions of the clauses of `text` (a `clause_pieces` piece),
+    in order."""
     adds: list[tuple[str, float]] = []
     for clause in clauses(text):
         if clause.words <= ITEM_WORDS:
@@ -307,6 +306,7 @@ class Name:
     given: tuple[str, ...]
 
 
+@lru_cache(maxsize=1 << 14)
 def name(written: str) -> Name | None:
     """ "Albert Gu", "A. Gu", "AG Gu", "Gu, Albert" and "José"/"Jose" reduce alike.
 

@@ -11,7 +11,9 @@ import datetime as dt
 import importlib.util
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -21,9 +23,10 @@ from digest.analysis import CorpusStats, PaperText, analyse, find_hit
 from digest.config import load_subscriber
 from digest.errors import ConfigError
 from digest.index import INDEXED_PHRASE, PaperIndex, Request, select_many
-from digest.match import Profile, select
+from digest.match import WEIGHTS, Compiler, Profile, compile_profile, select
 from digest.models import Interests, Match, Paper, Subscriber
 from digest.sources.huggingface import parse_api
+from digest.text import clause_pieces, description_asks, keyword_asks
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -244,3 +247,87 @@ def test_the_scale_benchmark_makes_up_missing_papers_with_reordered_copies() -> 
     assert copies
     original = next(p for p in papers if p.id == copies[0].id.split("-copy")[0])
     assert sorted(copies[0].abstract.split()) == sorted(original.abstract.split())
+
+
+# ---------------------------------------------------------------------------------------
+# Edge cases of choosing, and profiles compiled many at a time
+
+
+def test_ties_accented_authors_repeated_papers_and_an_empty_day_select_what_select_selects(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats],
+) -> None:
+    papers, analysed, stats = store
+    accented = next(p for p in papers if any(a == "Hervé Jégou" for a in p.authors))
+    ties = who("ties", keywords=["video generation", "video"], max_papers=3)
+    best = select(ties, papers[:300], stats, analysed=analysed)[0].paper
+    # Copies score exactly alike: upvotes, then ids, decide their order and the cut.
+    copies = [
+        replace(best, id=f"{best.id}-copy{n}", upvotes=best.upvotes + n % 2) for n in range(3)
+    ]
+    day = [*papers[:300], *copies, accented, papers[0]]  # papers[0] is offered twice
+    subscribers = [
+        who("accents-dropped", keywords=["kilonova"], authors=["Herve Jegou"]),
+        who("accents-initials", keywords=["self-supervised"], authors=["H. Jégou"]),
+        ties,
+        who("ties-popular", keywords=["video"], max_papers=3, min_upvotes=1),
+        who("none-wanted", keywords=["video"], max_papers=0),
+    ]
+    requests: list[Request] = [(s, offered, ()) for s in subscribers for offered in (day, [])]
+    together = select_many(requests, stats, analysed=analysed, batch=3)
+    assert together == one_by_one(requests, analysed, stats)
+    assert select_many(requests, stats, analysed=analysed, batch=2, workers=2) == together
+    chosen = dict(zip([s.slug for s, _, _ in requests[::2]], together[::2], strict=True))
+    assert chosen["accents-dropped"]
+    assert all(m.reasons[-1] == "author: Hervé Jégou" for m in chosen["accents-dropped"])
+    assert any("author: Hervé Jégou" in m.reasons for m in chosen["accents-initials"])
+    # Four papers tie for three places.
+    assert [m.score for m in chosen["ties"]] == [best_score := chosen["ties"][0].score] * 3
+    assert best_score == select(ties, [best], stats, analysed=analysed)[0].score
+    assert chosen["none-wanted"] == []
+    assert all(matches == [] for matches in together[1::2]), "an empty day sends nothing"
+
+
+def reference_terms(interests: Interests, stats: CorpusStats) -> dict[str, float]:
+    """What a profile asks, summed addition by addition in the order written, then
+    weighed by IDF: the definition `compile_profile` follows."""
+    w = WEIGHTS
+    asked: dict[str, float] = {}
+    adds = [a for k in interests.keywords for a in keyword_asks(k, w.keyword, w.part)[0]]
+    adds += description_asks(interests.description, w.description_item, w.description, w.part)
+    for term, weight in adds:
+        asked[term] = asked.get(term, 0.0) + weight
+    return {term: weight * stats.idf(term) for term, weight in asked.items()}
+
+
+def test_profiles_compiled_many_at_a_time_are_those_compiled_one_by_one(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats],
+) -> None:
+    papers, _, stats = store
+    bench = load_benchmark()
+    drawn = bench.make_subscribers(300, bench.Vocabulary(papers[:200]), seed=3)
+    written = [
+        # The same terms asked by several keywords and the description, in other orders.
+        Interests(
+            keywords=("dark matter", "matter", "dark matter halos"),
+            description="Dark matter: halos, and the matter around them. Matter, matter.",
+        ),
+        Interests(keywords=("video",), description="video generation, video, video"),
+        Interests(keywords=("language models", "language model"), exclude=("survey",)),
+    ]
+    compiler = Compiler(stats)
+    repeated = 0
+    for interests in [*written, *(s.interests for s in drawn)] * 2:
+        many = compiler.compile(interests)
+        alone = compile_profile(interests, stats)
+        assert many == alone
+        assert many.terms == reference_terms(interests, stats)
+        # The table worked out from the parts is the one the profile would work out.
+        fresh = replace(many)
+        assert "table" not in fresh.__dict__
+        assert many.table == fresh.table
+        # Keywords and description pieces asking for the same term: summed across parts.
+        parts = [Interests(keywords=(k,)) for k in interests.keywords]
+        parts += [Interests(description=p) for p in clause_pieces(interests.description)]
+        asked_by = Counter(t for part in parts for t in reference_terms(part, stats))
+        repeated += any(n > 1 for n in asked_by.values())
+    assert repeated > 100
