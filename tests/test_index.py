@@ -22,9 +22,11 @@ import pytest
 from digest.analysis import CorpusStats, PaperText, analyse, find_hit
 from digest.config import load_subscriber
 from digest.errors import ConfigError
-from digest.index import INDEXED_PHRASE, PaperIndex, Request, select_many
-from digest.match import WEIGHTS, Compiler, Profile, compile_profile, select
+from digest.index import Request, select_many
+from digest.match import WEIGHTS, Profile, compile_profile, select
 from digest.models import Interests, Match, Paper, Subscriber
+from digest.postings import INDEXED_PHRASE, PaperIndex
+from digest.profile import Compiler
 from digest.sources.huggingface import parse_api
 from digest.text import clause_pieces, description_asks, keyword_asks
 
