@@ -11,6 +11,9 @@ import contextlib
 import datetime as dt
 import email.utils
 import logging
+import os
+import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +50,7 @@ PRIVATE_FEED_DIGESTS = 30
 # Digests queued per transaction, and private feeds rebuilt per store query: one commit or
 # query per subscriber dominates a run of thousands; batches keep memory flat.
 BATCH = 500
+FIRST_BATCH = 50  # what a courier is given first, so that sending starts at once
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -131,10 +135,17 @@ def _run_locked(
         if len(digests) > BATCH:  # send the first batch while rendering the next
             courier = Courier(config.database, config.delivery, config.sender, now)
         with courier or contextlib.nullcontext():
-            queue_digests(
-                config, store, renderer, secret, digests, now, courier.queued if courier else None
-            )
-            write_feeds(config, store, secret, {d.subscriber.email for d in digests}, today=today)
+
+            def produce() -> None:
+                queued = courier.queued if courier else None
+                queue_digests(config, store, renderer, secret, digests, now, queued)
+                changed = {d.subscriber.email for d in digests}
+                write_feeds(config, store, secret, changed, today=today)
+
+            if courier:
+                at_low_priority(produce)
+            else:
+                produce()
             status, message = "partial" if failed else "ok", f"{len(digests)} digests queued"
         report = courier.report if courier else send_queued(config, store, now)
         message += f"; sent {report.sent}, deferred {report.deferred}, failed {report.failed}"
@@ -149,6 +160,33 @@ def _run_locked(
     finally:
         if run_id is not None:
             store.finish_run(run_id, status, message, dt.datetime.now(dt.UTC))
+
+
+def at_low_priority(work: Callable[[], None]) -> None:
+    """Run `work` in a thread at the lowest CPU priority, and wait for it.
+
+    While a courier sends, it waits on the SMTP server after every command; if it then
+    had to queue for the CPU behind rendering, every message would pay for it (on two
+    cores with the server on one, a 10,000-subscriber run took 31 s instead of 26).
+    Rendering only has to stay ahead of it, so it takes what the courier leaves. On Linux
+    the priority is the thread's own and ends with it; elsewhere it is left as it is.
+    """
+    raised: list[BaseException] = []
+
+    def lowered() -> None:
+        if sys.platform == "linux":
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        try:
+            work()
+        except BaseException as error:  # re-raised in the caller's thread
+            raised.append(error)
+
+    thread = threading.Thread(target=lowered, name="digest-render")
+    thread.start()
+    thread.join()
+    if raised:
+        raise raised[0]
 
 
 def send_queued(config: Config, store: Store, now: dt.datetime) -> DeliveryReport:
@@ -250,7 +288,9 @@ def plan_digests(
         due.append((key, (subscriber, unsent, liked)))
     # All subscribers matched at once (digest.index): the same matches as one `select`
     # per subscriber, without scoring every pair in Python.
-    chosen = select_many([request for _, request in due], stats, analysed=analysed)
+    # Nothing else runs yet: a large run matches on every core (small ones stay in process).
+    workers = os.cpu_count() or 1
+    chosen = select_many([r for _, r in due], stats, analysed=analysed, workers=workers)
     return [
         Digest(subscriber, key, today, tuple(matches))
         for (key, (subscriber, _, _)), matches in zip(due, chosen, strict=True)
@@ -326,13 +366,15 @@ def queue_digests(
     """Render and queue every digest, `BATCH` to a transaction: a crash loses at most the
     batch being written, which the next run plans again (nothing of it was sent).
     `on_batch` is called after each committed batch."""
-    queued = 0
-    for start in range(0, len(digests), BATCH):
-        batch = digests[start : start + BATCH]
+    queued = start = 0
+    size = min(FIRST_BATCH, BATCH) if on_batch else BATCH  # a courier starts sooner
+    while start < len(digests):
+        batch = digests[start : start + size]
         entries = [outbox_entry(config, renderer, secret, digest, now) for digest in batch]
         queued += store.queue_many(entries, now)
         if on_batch:
             on_batch()
+        start, size = start + size, BATCH
     return queued
 
 

@@ -49,6 +49,7 @@ class Outbox:
         self._insert = insert
         self._states: dict[str, SubscriberState] | None = None
         self._data_version: object = None
+        self._statements: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {}
 
     def subscriber_state(self, email: str) -> SubscriberState:
         """The address's state now: an unsubscribe committed by `digest serve` a moment
@@ -92,8 +93,32 @@ class Outbox:
         self._update(delivery_id, state=SKIPPED, last_error=reason)
 
     def _update(self, delivery_id: int, **values: object) -> None:
-        with self._connection.begin():
-            self._connection.execute(_UPDATE_DELIVERY, {"delivery_id": delivery_id, **values})
+        params = {"delivery_id": delivery_id, **values}
+        if self._connection.dialect.name != "sqlite":
+            with self._connection.begin():
+                self._connection.execute(_UPDATE_DELIVERY, params)
+            return
+        # The statement SQLAlchemy compiles, run on the DB-API connection: its execution
+        # machinery costs more than SQLite's own work for a one-row update.
+        sql, names = self._compiled(tuple(values))
+        raw = self._connection.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            raw.execute(sql, [params[name] for name in names])
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+
+    def _compiled(self, columns: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+        """The UPDATE of these columns as (SQL, parameter names in order), compiled once."""
+        found = self._statements.get(columns)
+        if found is None:
+            statement = _UPDATE_DELIVERY.values({c: sa.bindparam(c) for c in columns})
+            compiled = statement.compile(dialect=self._connection.dialect)
+            found = self._statements[columns] = (str(compiled), tuple(compiled.positiontup or ()))
+        return found
 
     def record_hard_failure(self, email: str, error: str, now: dt.datetime, limit: int) -> bool:
         """Count a permanent refusal; True when this one reaches `limit` and the address is
