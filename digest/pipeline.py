@@ -3,6 +3,10 @@
 `run()` is what `digest run`, `digest demo` and the scheduler call. It is safe to repeat:
 the catch-up window, the ledger and the outbox make a second run for the same date send
 nothing, and a run after a failure pick up what the failed one missed.
+
+A run of more than one batch of digests sends while it renders: a forked courier
+(`deliver.Courier`) drains each batch as it is queued, and the rendering thread yields the
+CPU to it (`at_low_priority`).
 """
 
 from __future__ import annotations

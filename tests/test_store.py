@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from digest.models import Link, Paper
-from digest.store import DeliveryItem, Store
+from digest.store import QUEUED, SENT, DeliveryItem, Store
 
 NOW = dt.datetime(2026, 1, 5, 7, 0, tzinfo=dt.UTC)
 DAY = dt.date(2026, 1, 5)
@@ -45,6 +45,21 @@ def test_the_database_is_durable_wal_with_full_sync_and_a_busy_timeout(
     raw = sqlite3.connect(tmp_path / "digest.db")
     assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     raw.close()
+
+
+def test_a_delivery_mark_is_committed_at_once_and_the_connection_returns_syncing_every_commit(
+    store: Store, tmp_path: Path
+) -> None:
+    assert store.queue("ada@example.org", "2026-01-05", DAY, "<id@x>", b"message", [], NOW)
+    [delivery] = store.deliveries_in_state(QUEUED)
+    with store.outbox() as outbox:
+        outbox.mark_sent(delivery.id, NOW, 1)
+        # Committed: another process sees it now (a kill from here on loses nothing).
+        raw = sqlite3.connect(tmp_path / "digest.db")
+        assert raw.execute("SELECT state FROM deliveries").fetchall() == [(SENT,)]
+        raw.close()
+    with store.transaction() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
 
 
 def test_the_same_paper_from_two_sources_is_one_paper_with_links_from_both(store: Store) -> None:

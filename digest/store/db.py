@@ -336,7 +336,11 @@ class Store:
     def outbox(self) -> Iterator[Outbox]:
         """The delivery loop's bookkeeping, on one connection held until the block ends."""
         with self.engine.connect() as connection:
-            yield Outbox(connection, self._insert)
+            outbox = Outbox(connection, self._insert)
+            try:
+                yield outbox
+            finally:
+                outbox.close()
 
     def deliveries_for(self, subscriber: str, limit: int = 30) -> list[Delivery]:
         """A subscriber's digests, newest first (their private feed is built from these)."""
