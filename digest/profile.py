@@ -260,7 +260,7 @@ class Compiler:
                     terms_of = known.get(paper.id)
                     if terms_of is None:
                         terms_of = self._distinctive[paper.id] = distinctive_terms(
-                            paper, self.stats
+                            paper, self.stats, self.weights
                         )
                     liked[paper.id] = terms_of
         profile = Profile(

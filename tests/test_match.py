@@ -6,6 +6,7 @@ topics of the dev corpus, and these tests would show it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -19,6 +20,7 @@ import pytest
 
 from digest.errors import ConfigError, UsageError
 from digest.match import (
+    WEIGHTS,
     CorpusStats,
     analyse,
     compile_profile,
@@ -290,6 +292,24 @@ def test_a_liked_paper_widens_the_profile_to_papers_like_it() -> None:
     matches = select(who, papers, stats, [liked])
     assert selected(matches) == ["2601.00010"]  # the liked paper itself is not sent again
     assert "like 2401.00001" in matches[0].reasons
+
+
+def test_a_liked_paper_weighs_what_the_profiles_own_weights_say() -> None:
+    liked = paper(
+        "2401.00001",
+        "Magnetars as the engines of repeating fast radio bursts",
+        "Repeating fast radio bursts trace magnetars in dwarf galaxies.",
+    )
+    other = paper("2401.00002", "Fast radio bursts from magnetars", "Magnetars and bursts.")
+    stats = stats_with(liked, other, DARK_MATTER)
+    interests = Interests(keywords=("solar flares",), liked=("2401.00001",))
+    default = compile_profile(interests, stats, [liked])
+    doubled = compile_profile(
+        interests, stats, [liked], dataclasses.replace(WEIGHTS, liked_budget=4.0)
+    )
+    budget = sum(default.liked["2401.00001"].values())
+    assert budget > 0
+    assert sum(doubled.liked["2401.00001"].values()) == pytest.approx(2 * budget)
 
 
 # ---------------------------------------------------------------------------------------
