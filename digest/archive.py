@@ -30,6 +30,7 @@ from digest.subject import long_day
 log = logging.getLogger(__name__)
 
 ARCHIVE = "archive"
+INDEX_PATH = f"{ARCHIVE}/index.html"  # the list of days (a weekly digest links to it)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def archive_pages(
         html = env.get_template(f"{ARCHIVE}/index.html.j2").render(
             common, page_title=site_title, days=index
         )
-        pages[f"{ARCHIVE}/index.html"] = html.encode("utf-8")
+        pages[INDEX_PATH] = html.encode("utf-8")
         root = env.get_template(f"{ARCHIVE}/root.html.j2").render(common)
         pages["index.html"] = root.encode("utf-8")
     except jinja2.TemplateError as error:

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from digest.archive import day_path, write_archive
+from digest.archive import INDEX_PATH, day_path, write_archive
 from digest.config import Config
 from digest.deliver import Courier, DeliveryReport, drain_outbox, open_transport
 from digest.errors import SourceError
@@ -306,11 +306,13 @@ def links_for(config: Config, secret: bytes, digest: Digest) -> DigestLinks:
     sender = _address(config.sender)
     base = config.base_url.rstrip("/")
     unsubscribe = token(secret, digest.subscriber.email, "unsubscribe")
+    # A week spans several day pages: a weekly digest opens the list of days.
+    weekly = digest.subscriber.frequency == "weekly"
     return DigestLinks(
         unsubscribe_https=f"{base}/unsubscribe/{unsubscribe}",
         unsubscribe_mailto=f"mailto:{sender}?subject=unsubscribe",
         private_feed=f"{base}/{private_feed_path(secret, digest.subscriber.email)}",
-        archive=f"{base}/{day_path(digest.date)}",
+        archive=f"{base}/{INDEX_PATH if weekly else day_path(digest.date)}",
     )
 
 

@@ -234,6 +234,12 @@ keywords = ["agent", "reasoning", "video", "model"]
         days.add(store.papers_by_id([pid])[pid].day)
     store.close()
     assert len(days) > 1, "the weekly digest spans several days of the week"
+    [message] = maildir_messages(config.delivery.maildir)
+    text = message.get_body(("plain",))
+    assert text is not None
+    viewed = text.get_content().split("View in browser:")[1].split()[0]
+    assert viewed == f"{config.base_url}/archive/index.html", "the list of days, not one day"
+    assert (config.output_dir / "archive" / "index.html").exists()
 
 
 def test_a_liked_paper_from_an_earlier_run_selects_its_follow_up_and_is_named_as_the_reason(
