@@ -5,8 +5,7 @@ the catch-up window, the ledger and the outbox make a second run for the same da
 nothing, and a run after a failure pick up what the failed one missed.
 
 A run of more than one batch of digests sends while it renders: a forked courier
-(`deliver.Courier`) drains each batch as it is queued, and the rendering thread yields the
-CPU to it (`at_low_priority`).
+(`deliver.Courier`) drains each batch as soon as it is queued.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ import datetime as dt
 import email.utils
 import logging
 import os
-import sys
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -139,17 +136,9 @@ def _run_locked(
         if len(digests) > BATCH:  # send the first batch while rendering the next
             courier = Courier(config.database, config.delivery, config.sender, now)
         with courier or contextlib.nullcontext():
-
-            def produce() -> None:
-                queued = courier.queued if courier else None
-                queue_digests(config, store, renderer, secret, digests, now, queued)
-                changed = {d.subscriber.email for d in digests}
-                write_feeds(config, store, secret, changed, today=today)
-
-            if courier:
-                at_low_priority(produce)
-            else:
-                produce()
+            queued = courier.queued if courier else None
+            queue_digests(config, store, renderer, secret, digests, now, queued)
+            write_feeds(config, store, secret, {d.subscriber.email for d in digests}, today=today)
             status, message = "partial" if failed else "ok", f"{len(digests)} digests queued"
         report = courier.report if courier else send_queued(config, store, now)
         message += f"; sent {report.sent}, deferred {report.deferred}, failed {report.failed}"
@@ -164,33 +153,6 @@ def _run_locked(
     finally:
         if run_id is not None:
             store.finish_run(run_id, status, message, dt.datetime.now(dt.UTC))
-
-
-def at_low_priority(work: Callable[[], None]) -> None:
-    """Run `work` in a thread at the lowest CPU priority, and wait for it.
-
-    While a courier sends, it waits on the SMTP server after every command; if it then
-    had to queue for the CPU behind rendering, every message would pay for it (on two
-    cores with the server on one, a 10,000-subscriber run took 31 s instead of 26).
-    Rendering only has to stay ahead of it, so it takes what the courier leaves. On Linux
-    the priority is the thread's own and ends with it; elsewhere it is left as it is.
-    """
-    raised: list[BaseException] = []
-
-    def lowered() -> None:
-        if sys.platform == "linux":
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        try:
-            work()
-        except BaseException as error:  # re-raised in the caller's thread
-            raised.append(error)
-
-    thread = threading.Thread(target=lowered, name="digest-render")
-    thread.start()
-    thread.join()
-    if raised:
-        raise raised[0]
 
 
 def send_queued(config: Config, store: Store, now: dt.datetime) -> DeliveryReport:

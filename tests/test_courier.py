@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -179,20 +178,3 @@ def test_a_courier_whose_run_is_killed_sends_what_was_queued_then_exits_and_free
     store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
     assert len(store.deliveries_in_state(SENT)) == count
     store.close()
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priority is Linux's")
-def test_rendering_beside_a_courier_runs_at_the_lowest_priority_and_its_errors_reach_the_run() -> (
-    None
-):
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    seen = []
-
-    def work() -> None:
-        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        raise ValueError("rendering failed")
-
-    with pytest.raises(ValueError, match="rendering failed"):
-        pipeline.at_low_priority(work)
-    assert seen == [19]
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before, "the run itself keeps its priority"
