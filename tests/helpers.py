@@ -8,9 +8,10 @@ import email.message
 import email.policy
 import re
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
-from digest.models import Paper
+from digest.models import Interests, Paper, Subscriber
 from digest.sources.huggingface import parse_api
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -62,3 +63,30 @@ def digests_by_key(maildir: Path | None) -> dict[str, dict[str, list[str]]]:
         key = message["Message-ID"].split(".")[1]
         found.setdefault(message["To"].addresses[0].addr_spec, {})[key] = paper_ids(message)
     return found
+
+
+def subscriber_for(
+    slug: str = "ada",
+    *,
+    keywords: Sequence[str] = (),
+    description: str = "",
+    exclude: Sequence[str] = (),
+    authors: Sequence[str] = (),
+    liked: Sequence[str] = (),
+    max_papers: int = 15,
+    min_upvotes: int = 0,
+) -> Subscriber:
+    """A subscriber as a file would give it, for matching tests: `{slug}@example.org`."""
+    return Subscriber(
+        slug=slug,
+        email=f"{slug}@example.org",
+        interests=Interests(
+            description=description,
+            keywords=tuple(keywords),
+            exclude=tuple(exclude),
+            authors=tuple(authors),
+            liked=tuple(liked),
+        ),
+        max_papers=max_papers,
+        min_upvotes=min_upvotes,
+    )

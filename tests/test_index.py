@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from helpers import subscriber_for
 
 from digest.analysis import CorpusStats, PaperText, analyse, find_hit
 from digest.config import load_subscriber
@@ -56,32 +57,6 @@ def store() -> tuple[list[Paper], dict[str, PaperText], CorpusStats]:
     return papers, analysed, CorpusStats.from_analysed(analysed.values())
 
 
-def who(
-    slug: str,
-    *,
-    keywords: Sequence[str] = (),
-    description: str = "",
-    exclude: Sequence[str] = (),
-    authors: Sequence[str] = (),
-    liked: Sequence[str] = (),
-    max_papers: int = 15,
-    min_upvotes: int = 0,
-) -> Subscriber:
-    return Subscriber(
-        slug=slug,
-        email=f"{slug}@example.org",
-        interests=Interests(
-            description=description,
-            keywords=tuple(keywords),
-            exclude=tuple(exclude),
-            authors=tuple(authors),
-            liked=tuple(liked),
-        ),
-        max_papers=max_papers,
-        min_upvotes=min_upvotes,
-    )
-
-
 def variety(papers: Sequence[Paper]) -> list[Subscriber]:
     """Subscribers that exercise every part of a profile."""
     with_authors = [p for p in papers if len(p.authors) >= 3]
@@ -94,21 +69,33 @@ def variety(papers: Sequence[Paper]) -> list[Subscriber]:
     ]
     return [
         *dev,
-        who("phrases", keywords=["video generation", "mixture of experts", "reward model"]),
-        who(
+        subscriber_for(
+            "phrases", keywords=["video generation", "mixture of experts", "reward model"]
+        ),
+        subscriber_for(
             "excluding",
             keywords=["diffusion", "image editing"],
             exclude=["video"],
             description="Image synthesis with diffusion models: editing, inpainting.",
         ),
-        who("author-initials", keywords=["galaxy clusters"], authors=[f"{initials} {family}"]),
-        who("author-family-first", keywords=["kilonova"], authors=[f"{family}, {given}"]),
-        who("liked", keywords=["safety"], liked=[papers[3].id, papers[40].id, second.id]),
-        who("few", keywords=["language model", "reasoning", "agents"], max_papers=2),
-        who("popular", keywords=["language model", "benchmark"], min_upvotes=20),
-        who("long-phrase", keywords=["large vision language model evaluation benchmark"]),
-        who("prose", description="Stars and galaxies: how they form, and what they are made of."),
-        who("nothing-today", keywords=["kilonova", "exoplanet atmospheres"]),
+        subscriber_for(
+            "author-initials", keywords=["galaxy clusters"], authors=[f"{initials} {family}"]
+        ),
+        subscriber_for(
+            "author-family-first", keywords=["kilonova"], authors=[f"{family}, {given}"]
+        ),
+        subscriber_for(
+            "liked", keywords=["safety"], liked=[papers[3].id, papers[40].id, second.id]
+        ),
+        subscriber_for("few", keywords=["language model", "reasoning", "agents"], max_papers=2),
+        subscriber_for("popular", keywords=["language model", "benchmark"], min_upvotes=20),
+        subscriber_for(
+            "long-phrase", keywords=["large vision language model evaluation benchmark"]
+        ),
+        subscriber_for(
+            "prose", description="Stars and galaxies: how they form, and what they are made of."
+        ),
+        subscriber_for("nothing-today", keywords=["kilonova", "exoplanet atmospheres"]),
     ]
 
 
@@ -145,7 +132,7 @@ def test_papers_not_offered_to_a_subscriber_are_not_chosen_for_them(
 ) -> None:
     papers, analysed, stats = store
     papers = papers[:300]
-    s = who("phrases", keywords=["video generation", "video diffusion"])
+    s = subscriber_for("phrases", keywords=["video generation", "video diffusion"])
     everything = select_many([(s, papers, ())], stats, analysed=analysed)[0]
     assert len(everything) >= 3
     best = everything[0].paper
@@ -186,7 +173,7 @@ def test_a_phrase_longer_than_the_index_holds_is_looked_up_when_asked_for(
     long_titles = [p for p in papers if len(analysed[p.id].fields["title"].tokens) >= 6]
     title = analysed[long_titles[0].id].fields["title"]
     phrase = title.text[title.tokens[0].start : title.tokens[4].end]
-    s = who("long", keywords=[phrase])
+    s = subscriber_for("long", keywords=[phrase])
     matches = select_many([(s, papers, ())], stats, analysed=analysed)[0]
     assert long_titles[0].id in {m.paper.id for m in matches}
     assert matches == select(s, papers, stats, analysed=analysed)
@@ -206,7 +193,7 @@ def test_a_subscriber_asking_for_nothing_stops_the_batch_with_their_file_named(
     store: tuple[list[Paper], dict[str, PaperText], CorpusStats], workers: int
 ) -> None:
     papers, analysed, stats = store
-    fine = who("fine", keywords=["diffusion"])
+    fine = subscriber_for("fine", keywords=["diffusion"])
     empty = Subscriber("empty", "empty@example.org", Interests(), path=Path("empty.toml"))
     requests: list[Request] = [(fine, papers[:50], ())] * 6 + [(empty, papers[:50], ())]
     with pytest.raises(ConfigError, match=r"empty\.toml.*nothing to match"):
@@ -260,7 +247,7 @@ def test_ties_accented_authors_repeated_papers_and_an_empty_day_select_what_sele
 ) -> None:
     papers, analysed, stats = store
     accented = next(p for p in papers if any(a == "Hervé Jégou" for a in p.authors))
-    ties = who("ties", keywords=["video generation", "video"], max_papers=3)
+    ties = subscriber_for("ties", keywords=["video generation", "video"], max_papers=3)
     best = select(ties, papers[:300], stats, analysed=analysed)[0].paper
     # Copies score exactly alike: upvotes, then ids, decide their order and the cut.
     copies = [
@@ -268,11 +255,11 @@ def test_ties_accented_authors_repeated_papers_and_an_empty_day_select_what_sele
     ]
     day = [*papers[:300], *copies, accented, papers[0]]  # papers[0] is offered twice
     subscribers = [
-        who("accents-dropped", keywords=["kilonova"], authors=["Herve Jegou"]),
-        who("accents-initials", keywords=["self-supervised"], authors=["H. Jégou"]),
+        subscriber_for("accents-dropped", keywords=["kilonova"], authors=["Herve Jegou"]),
+        subscriber_for("accents-initials", keywords=["self-supervised"], authors=["H. Jégou"]),
         ties,
-        who("ties-popular", keywords=["video"], max_papers=3, min_upvotes=1),
-        who("none-wanted", keywords=["video"], max_papers=0),
+        subscriber_for("ties-popular", keywords=["video"], max_papers=3, min_upvotes=1),
+        subscriber_for("none-wanted", keywords=["video"], max_papers=0),
     ]
     requests: list[Request] = [(s, offered, ()) for s in subscribers for offered in (day, [])]
     together = select_many(requests, stats, analysed=analysed, batch=3)

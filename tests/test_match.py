@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import subscriber_for
 
 from digest.errors import ConfigError, UsageError
 from digest.match import (
@@ -99,31 +100,6 @@ def filler() -> list[Paper]:
     ]
 
 
-def subscriber(
-    *,
-    keywords: Sequence[str] = (),
-    description: str = "",
-    exclude: Sequence[str] = (),
-    authors: Sequence[str] = (),
-    liked: Sequence[str] = (),
-    max_papers: int = 15,
-    min_upvotes: int = 0,
-) -> Subscriber:
-    return Subscriber(
-        slug="ada",
-        email="ada@example.org",
-        interests=Interests(
-            description=description,
-            keywords=tuple(keywords),
-            exclude=tuple(exclude),
-            authors=tuple(authors),
-            liked=tuple(liked),
-        ),
-        max_papers=max_papers,
-        min_upvotes=min_upvotes,
-    )
-
-
 DARK_MATTER = paper(
     "2601.00001",
     "Dark matter halos mapped by gravitational lensing",
@@ -172,7 +148,7 @@ def test_a_keyword_phrase_in_a_title_is_enough_however_common_it_is() -> None:
     titled = paper("2601.00050", "Gravitational lensing of distant quasars", "Quasars shine.")
     one_word = paper("2601.00051", "Lensing of distant quasars", "Quasars shine.")
     papers = [titled, one_word]
-    who = subscriber(keywords=["gravitational lensing", "lensing"])
+    who = subscriber_for(keywords=["gravitational lensing", "lensing"])
     matches = select(who, papers, stats_with(*common, *papers))
     assert selected(matches) == ["2601.00050"]
     assert matches[0].reasons == ("title: Gravitational lensing",)
@@ -191,7 +167,7 @@ def test_hyphenated_spaced_and_plural_acronym_spellings_match_each_other() -> No
         "AGN feedback quenches dwarf galaxies; the AGNs heat the gas.",
     )
     papers = [hyphen, acronym]
-    who = subscriber(keywords=["radio-frequency interference", "AGN"])
+    who = subscriber_for(keywords=["radio-frequency interference", "AGN"])
     matches = select(who, papers, stats_with(*papers))
     assert sorted(selected(matches)) == ["2601.00003", "2601.00004"]
     by_id = {m.paper.id: m.reasons for m in matches}
@@ -206,7 +182,7 @@ def test_an_acronym_the_paper_defines_counts_as_its_long_form() -> None:
     )
     defined = paper("2601.00020", "Flagging RFI", abstract.format(" (RFI)"))
     undefined = paper("2601.00021", "Flagging RFI", abstract.format(""))
-    who = subscriber(keywords=["radio-frequency interference"])
+    who = subscriber_for(keywords=["radio-frequency interference"])
     profile = compile_profile(who.interests, stats_with(defined))
     defined_score, reasons = score(profile, defined)
     assert defined_score > score(profile, undefined)[0]
@@ -235,7 +211,7 @@ def test_a_profile_in_another_language_matches_on_its_words(
 ) -> None:
     target = paper("2601.00005", title, abstract)
     papers = [target, DARK_MATTER, SCATTERED]
-    who = subscriber(keywords=keywords, description=description)
+    who = subscriber_for(keywords=keywords, description=description)
     matches = select(who, papers, stats_with(*papers))
     assert selected(matches) == ["2601.00005"]
 
@@ -253,7 +229,7 @@ def test_an_excluded_word_vetoes_an_otherwise_strong_match() -> None:
     papers = [DARK_MATTER, clusters]
     stats = stats_with(*papers)
     assert sorted(selected(select(LENSING, papers, stats))) == ["2601.00001", "2601.00006"]
-    who = subscriber(keywords=["dark matter", "gravitational lensing"], exclude=["simulations"])
+    who = subscriber_for(keywords=["dark matter", "gravitational lensing"], exclude=["simulations"])
     assert selected(select(who, papers, stats)) == ["2601.00001"]
     assert score(compile_profile(who.interests, stats), clusters) == (0.0, ())
 
@@ -265,7 +241,7 @@ def test_authors_match_despite_initials_accents_and_family_name_first() -> None:
         paper("2601.00008", "Moons out of resonance", unrelated, authors=["Gu, Albert"]),
         paper("2601.00009", "Moons near resonance", unrelated, authors=["B. Gu", "José Nuño"]),
     ]
-    who = subscriber(keywords=["exoplanet atmospheres"], authors=["José Núñez", "Albert Gu"])
+    who = subscriber_for(keywords=["exoplanet atmospheres"], authors=["José Núñez", "Albert Gu"])
     matches = select(who, papers, stats_with(*papers))
     assert selected(matches) == ["2601.00007", "2601.00008"]
     assert matches[0].reasons == ("author: J. Nunez",)
@@ -287,7 +263,7 @@ def test_a_liked_paper_widens_the_profile_to_papers_like_it() -> None:
     )
     papers = [similar, DARK_MATTER, liked]
     stats = stats_with(*papers)
-    who = subscriber(keywords=["solar flares"], liked=["2401.00001"])
+    who = subscriber_for(keywords=["solar flares"], liked=["2401.00001"])
     assert selected(select(who, papers, stats)) == []
     matches = select(who, papers, stats, [liked])
     assert selected(matches) == ["2601.00010"]  # the liked paper itself is not sent again
@@ -346,7 +322,9 @@ def test_max_papers_keeps_only_the_best() -> None:
     everything = select(LENSING, papers, stats)
     assert len(everything) == 6
     capped = select(
-        subscriber(keywords=["dark matter", "gravitational lensing"], max_papers=2), papers, stats
+        subscriber_for(keywords=["dark matter", "gravitational lensing"], max_papers=2),
+        papers,
+        stats,
     )
     assert capped == everything[:2]
     assert [m.score for m in everything] == sorted((m.score for m in everything), reverse=True)
@@ -356,7 +334,7 @@ def test_min_upvotes_drops_papers_with_fewer_votes() -> None:
     popular = paper("2601.00011", DARK_MATTER.title, DARK_MATTER.abstract, upvotes=12)
     quiet = paper("2601.00012", DARK_MATTER.title, DARK_MATTER.abstract, upvotes=3)
     papers = [popular, quiet]
-    who = subscriber(keywords=["dark matter"], min_upvotes=5)
+    who = subscriber_for(keywords=["dark matter"], min_upvotes=5)
     assert selected(select(who, papers, stats_with(*papers))) == ["2601.00011"]
 
 
@@ -431,7 +409,7 @@ def assert_reasons_are_true(match: Match, liked: Sequence[str] = ()) -> None:
 def test_every_reason_names_words_found_in_the_field_it_names() -> None:
     by_author = paper("2601.00018", "Moons", "Small moons.", authors=["K. Lee", "A. Gu"])
     papers = [DARK_MATTER, SCATTERED, by_author, *filler()]
-    who = subscriber(
+    who = subscriber_for(
         keywords=["dark matter", "radio-frequency interference"],
         description="Dark matter and galaxy clusters: lensing, rotation curves.",
         authors=["Albert Gu"],
