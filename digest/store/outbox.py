@@ -57,17 +57,18 @@ class Outbox:
     def __init__(self, connection: sa.Connection, insert: Callable[[sa.Table], Any]) -> None:
         self._connection = connection
         self._insert = insert
+        self._sqlite = connection.dialect.name == "sqlite"  # the fast paths below
         self._states: dict[str, SubscriberState] | None = None
         self._data_version: object = None
         self._statements: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {}
         self._synced_at = time.monotonic()
         self._unsynced = False
-        if connection.dialect.name == "sqlite":
+        if self._sqlite:
             self._raw().execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
         """Give the connection back as it was: every other write syncs as it commits."""
-        if self._connection.dialect.name == "sqlite":
+        if self._sqlite:
             self._raw().execute("PRAGMA synchronous=FULL")
 
     def _raw(self) -> Any:
@@ -81,7 +82,7 @@ class Outbox:
         another connection has committed since (`PRAGMA data_version`), which is a
         microsecond, not a transaction per message."""
         email = email.lower()
-        if self._connection.dialect.name != "sqlite":
+        if not self._sqlite:
             with self._connection.begin():
                 row = self._connection.execute(_SUBSCRIBER, {"address": email}).first()
             return _subscriber_state(row) if row else SubscriberState(email)
@@ -116,7 +117,7 @@ class Outbox:
 
     def _update(self, delivery_id: int, **values: object) -> None:
         params = {"delivery_id": delivery_id, **values}
-        if self._connection.dialect.name != "sqlite":
+        if not self._sqlite:
             with self._connection.begin():
                 self._connection.execute(_UPDATE_DELIVERY, params)
             return
