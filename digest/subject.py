@@ -60,15 +60,9 @@ def _keyword_topics(keywords: Sequence[str]) -> list[_Topic]:
     whole: list[_Topic] = []
     parts: list[_Topic] = []
     for order, keyword in enumerate(keywords):
-        written = clean_text(keyword)
-        toks = tokens(written)
-        if not toks:
-            continue
-        whole.append(_Topic(truncate(written, TOPIC_CHARS), _stems(written), True, order))
-        if len(toks) > 1:
-            for tok in toks:
-                label = truncate(written[tok.start : tok.end], TOPIC_CHARS)
-                parts.append(_Topic(label, (tok.stem,), False, order))
+        if specs := _keyword(keyword):
+            whole.append(_Topic(*specs[0], True, order))
+            parts.extend(_Topic(label, stems, False, order) for label, stems in specs[1:])
     seen: set[tuple[str, ...]] = set()
     unique = []
     for topic in whole + parts:
@@ -76,6 +70,20 @@ def _keyword_topics(keywords: Sequence[str]) -> list[_Topic]:
             seen.add(topic.stems)
             unique.append(topic)
     return unique
+
+
+@lru_cache(maxsize=1 << 14)  # subscribers share keywords; tokenising was a fifth of `topics`
+def _keyword(keyword: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(label, stems) of the keyword, then of each of its words if it has several."""
+    written = clean_text(keyword)
+    toks = tokens(written)
+    if not toks:
+        return ()
+    whole = (truncate(written, TOPIC_CHARS), tuple(tok.stem for tok in toks))
+    if len(toks) == 1:
+        return (whole,)
+    words = ((truncate(written[t.start : t.end], TOPIC_CHARS), (t.stem,)) for t in toks)
+    return (whole, *words)
 
 
 def _reason_terms(reason: str) -> Iterator[tuple[str, str]]:
@@ -91,9 +99,36 @@ def _reason_terms(reason: str) -> Iterator[tuple[str, str]]:
                 yield where.strip().lower(), term
 
 
-@lru_cache(maxsize=1 << 14)
-def _terms_of(reason: str) -> tuple[tuple[str, str], ...]:
-    return tuple(_reason_terms(reason))
+@dataclass(frozen=True)
+class _Evidence:
+    """What a paper's reasons name: each run of words of a matched term, with the best field
+    it matched in, and the authors."""
+
+    runs: dict[tuple[str, ...], int]  # stems of a run of words -> field weight
+    authors: tuple[Name, ...]
+
+    def weight(self, topic: _Topic) -> int:
+        """How strongly the paper matched `topic`: 0 if not at all."""
+        if topic.person:
+            found = any(same_person(topic.person, a) for a in self.authors)
+            return _FIELD_WEIGHT["title"] if found else 0  # an author counts as a title match
+        return self.runs.get(topic.stems, 0)
+
+
+@lru_cache(maxsize=1 << 14)  # the same reasons recur across subscribers
+def _evidence(reasons: tuple[str, ...]) -> _Evidence:
+    found = [pair for reason in reasons for pair in _reason_terms(reason)]
+    runs: dict[tuple[str, ...], int] = {}
+    for where, term in found:
+        if where == "author":
+            continue
+        weight, stems = _FIELD_WEIGHT.get(where, 1), _stems(term)
+        for start in range(len(stems)):
+            for end in range(start + 1, len(stems) + 1):
+                run = stems[start:end]
+                runs[run] = max(weight, runs.get(run, 0))
+    authors = tuple(person for where, term in found if where == "author" and (person := name(term)))
+    return _Evidence(runs, authors)
 
 
 def _lower_capitalised(term: str) -> str:
@@ -128,17 +163,11 @@ def topics(digest: Digest, limit: int = 2) -> list[str]:
             label = truncate(clean_text(written), TOPIC_CHARS)
             candidates.append(_Topic(label, (), True, order, person))
     for number, match in enumerate(digest.matches):
-        found = [pair for reason in match.reasons for pair in _terms_of(reason)]
-        terms = [(where, _stems(term)) for where, term in found if where != "author"]
-        authors = [person for where, term in found if where == "author" and (person := name(term))]
+        evidence = _evidence(match.reasons)
         for topic in candidates:
-            if topic.person:
-                hits = ["title"] if any(same_person(topic.person, a) for a in authors) else []
-            else:
-                hits = [where for where, term in terms if _contains(term, topic.stems)]
-            if hits:
+            if weight := evidence.weight(topic):
                 topic.papers.add(number)
-                topic.weight += max(_FIELD_WEIGHT.get(where, 1) for where in hits)
+                topic.weight += weight
     chosen = _greedy_cover(candidates, limit) or _fallback_topics(digest, limit)
     if chosen:
         return chosen

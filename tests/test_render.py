@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import datetime as dt
 import email
 import email.policy
 import json
 import re
+import textwrap
 from collections.abc import Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -29,10 +31,13 @@ from digest.pipeline import run
 from digest.preview import preview
 from digest.render import (
     DigestLinks,
+    EncodedLines,
     Renderer,
     _check_headers,
     builtin_templates,
     message_id_for,
+    quoted_printable,
+    wrap,
 )
 from digest.sanitize import clean_header_text, summary
 
@@ -833,3 +838,53 @@ def test_a_paper_changed_under_the_same_id_is_shown_as_it_is_now(
     after = renderer.render(make_digest([changed]), LINKS)
     assert papers[0].title.split(":")[0] in before.text
     assert "A Completely Retitled Paper" in after.text and "Retitled" not in before.text
+
+
+LINE_PIECES = st.sampled_from(
+    ["a", "word", " ", "  ", "\t", "=", ".", "From ", "é", "—", "😀", "x" * 80, "\r", "\n", "\r\n"]
+)
+KNOWN_LINES = EncodedLines()  # shared by the examples, so that reused lines are exercised
+
+
+@given(st.lists(LINE_PIECES, max_size=60).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_quoted_printable_line_by_line_is_what_encoding_the_whole_part_gives(text: str) -> None:
+    data = text.encode("utf-8")
+    if b"\r" in data or not data.endswith(b"\n"):
+        data = b"\n".join(data.splitlines()) + b"\n"
+    whole = binascii.b2a_qp(data, quotetabs=False, istext=True).replace(b"\n", b"\r\n")
+    assert quoted_printable(text, KNOWN_LINES) == whole
+    assert quoted_printable(text) == whole
+
+
+WORDS = st.sampled_from(
+    ["a", "bb", "ccc-dd", "x" * 70, "y" * 90, "https://example.org/" + "u" * 90, "é", "3."]
+)
+
+
+@given(
+    st.lists(st.tuples(WORDS, st.sampled_from([" ", "  ", "\t", "\n", "\u00a0"]))),
+    st.sampled_from(["", "  ", "    "]),
+    st.sampled_from([None, "", "1.  ", "12. "]),
+)
+@settings(max_examples=300, deadline=None)
+def test_wrap_fills_lines_as_textwrap_does_and_never_breaks_a_url(
+    words: list[tuple[str, str]], indent: str, first: str | None
+) -> None:
+    text = "".join(word + space for word, space in words)
+    room = 78 - max(len(indent), len(first or ""))
+    pieces = []  # what `wrap` promises beyond textwrap: long words cut, URLs whole
+    for word in text.split():
+        if len(word) > room and not word.startswith("https://"):
+            pieces.extend(word[i : i + room] for i in range(0, len(word), room))
+        else:
+            pieces.append(word)
+    expected = textwrap.fill(
+        " ".join(pieces),
+        width=78,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    assert wrap(text, indent, first) == expected
