@@ -101,34 +101,28 @@ def _reason_terms(reason: str) -> Iterator[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class _Evidence:
-    """What a paper's reasons name: each run of words of a matched term, with the best field
-    it matched in, and the authors."""
+    """What one reason names: each run of words of its matched terms, with the field it
+    matched in, and the authors."""
 
     runs: dict[tuple[str, ...], int]  # stems of a run of words -> field weight
     authors: tuple[Name, ...]
 
-    def weight(self, topic: _Topic) -> int:
-        """How strongly the paper matched `topic`: 0 if not at all."""
-        if topic.person:
-            found = any(same_person(topic.person, a) for a in self.authors)
-            return _FIELD_WEIGHT["title"] if found else 0  # an author counts as a title match
-        return self.runs.get(topic.stems, 0)
-
 
 @lru_cache(maxsize=1 << 14)  # the same reasons recur across subscribers
-def _evidence(reasons: tuple[str, ...]) -> _Evidence:
-    found = [pair for reason in reasons for pair in _reason_terms(reason)]
+def _evidence(reason: str) -> _Evidence:
     runs: dict[tuple[str, ...], int] = {}
-    for where, term in found:
+    authors = []
+    for where, term in _reason_terms(reason):
         if where == "author":
+            if person := name(term):
+                authors.append(person)
             continue
         weight, stems = _FIELD_WEIGHT.get(where, 1), _stems(term)
         for start in range(len(stems)):
             for end in range(start + 1, len(stems) + 1):
                 run = stems[start:end]
                 runs[run] = max(weight, runs.get(run, 0))
-    authors = tuple(person for where, term in found if where == "author" and (person := name(term)))
-    return _Evidence(runs, authors)
+    return _Evidence(runs, tuple(authors))
 
 
 def _lower_capitalised(term: str) -> str:
@@ -162,12 +156,20 @@ def topics(digest: Digest, limit: int = 2) -> list[str]:
         if person := name(written):
             label = truncate(clean_text(written), TOPIC_CHARS)
             candidates.append(_Topic(label, (), True, order, person))
+    by_stems = {topic.stems: topic for topic in candidates if not topic.person}
+    people = [(topic, topic.person) for topic in candidates if topic.person]
     for number, match in enumerate(digest.matches):
-        evidence = _evidence(match.reasons)
-        for topic in candidates:
-            if weight := evidence.weight(topic):
-                topic.papers.add(number)
-                topic.weight += weight
+        found: dict[_Topic, int] = {}  # the topics this paper matched: the best field weight
+        for evidence in map(_evidence, match.reasons):
+            for run, weight in evidence.runs.items():
+                if (topic := by_stems.get(run)) and weight > found.get(topic, 0):
+                    found[topic] = weight
+            for topic, person in people:
+                if any(same_person(person, a) for a in evidence.authors):
+                    found[topic] = _FIELD_WEIGHT["title"]  # an author counts as a title match
+        for topic, weight in found.items():
+            topic.papers.add(number)
+            topic.weight += weight
     chosen = _greedy_cover(candidates, limit) or _fallback_topics(digest, limit)
     if chosen:
         return chosen
