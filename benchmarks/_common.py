@@ -24,7 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from digest.demo import _CaptureHandler, _CaptureHTTPServer, serving
+from digest.demo import CaptureHandler, CaptureServer, serving
 from digest.text import STOP_WORDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,7 +271,7 @@ def arrival_rate(counts: dict[str, float]) -> float:
 # The Hugging Face API and our public feed, on one loopback HTTP server
 
 
-class _Handler(_CaptureHandler):
+class _Handler(CaptureHandler):
     """The demo's capture handler (the Daily Papers API), plus the files of one folder
     under /files/ (the public Atom feed that rss2email reads)."""
 
@@ -294,7 +294,7 @@ class _Handler(_CaptureHandler):
         self.wfile.write(body)
 
 
-class _Server(_CaptureHTTPServer):
+class _Server(CaptureServer):
     def __init__(self, folder: Path, files: Path) -> None:
         super().__init__(folder)
         self.RequestHandlerClass = _Handler

@@ -32,8 +32,11 @@ CAPTURES = Path(__file__).parent / "captures" / "hf-api"
 _MARKER = ".digest-demo"
 
 
-class _CaptureHandler(BaseHTTPRequestHandler):
-    server: _CaptureHTTPServer
+class CaptureHandler(BaseHTTPRequestHandler):
+    """The Daily Papers API answered from a folder of day captures (the benchmarks extend
+    it to serve more)."""
+
+    server: CaptureServer
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -72,11 +75,11 @@ class _CaptureHandler(BaseHTTPRequestHandler):
         pass  # the demo's output is the summary, not an access log
 
 
-class _CaptureHTTPServer(ThreadingHTTPServer):
+class CaptureServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, folder: Path) -> None:
-        super().__init__(("127.0.0.1", 0), _CaptureHandler)
+        super().__init__(("127.0.0.1", 0), CaptureHandler)
         self.folder = folder
 
 
@@ -86,7 +89,7 @@ def capture_server(folder: Path = CAPTURES) -> Iterator[str]:
 
     Like the real API, answers carry an ETag and a matching `If-None-Match` gets a 304.
     """
-    with serving(_CaptureHTTPServer(folder)) as url:
+    with serving(CaptureServer(folder)) as url:
         yield url
 
 
