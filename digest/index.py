@@ -3,14 +3,16 @@
 `select` (digest.match) scores one subscriber against each paper in turn, looking every
 profile term up in every paper. For a run of 100,000 subscribers and 1,000 papers that
 is 10^8 look-ups. Here the papers are indexed once (term → the papers holding it, with
-what each is worth: a `Hit`), every profile becomes a sparse row of term weights, and one
-sparse product per batch of subscribers gives every (subscriber, paper) score. Those
-scores are only a first cut: each subscriber's best pairs at or near the threshold go
-through `judge`, the same final step as `select`, which alone decides the score, the
-reasons and whether the paper passes; so the selections, their order and their reasons
-are the same as `select`'s. Profiles are compiled by a `digest.match.Compiler` (what
-each shared keyword and description clause asks is worked out once per run), and with
-`workers` > 1 forked processes take batches in turn until none is left.
+what each is worth: a `Hit`), a batch of profiles becomes sparse rows of term weights
+(`digest.profile_rows`, each keyword and description clause worked out once per run),
+and one sparse product per batch gives every (subscriber, paper) score. Each row holds
+its terms in sorted order, the order in which `judge` (the one definition of a match)
+adds them up, and the product adds in row order: the scores are `judge`'s to the last
+bit. The best pairs of each subscriber are then ranked as `select` ranks them and given
+the reasons `judge` gives, worked out for all the pairs of a batch at once
+(`digest.judge_bulk`). A pair nothing can be named for on its own goes to `judge`, and
+so does every pair of a subscriber who likes papers. With `workers` > 1, forked
+processes take batches in turn until none is left.
 """
 
 from __future__ import annotations
@@ -18,29 +20,24 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import repeat
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from scipy import sparse
 
 from digest.analysis import CorpusStats, PaperText, analyse
 from digest.errors import DigestError
+from digest.judge_bulk import Wording, field_reasons
 from digest.match import eligible, judge
 from digest.models import Match, Paper, Subscriber
-from digest.postings import INDEXED_PHRASE, PaperIndex
-from digest.profile import (
-    WEIGHTS,
-    Compiler,
-    Profile,
-    Weights,
-    compile_for,
-)
+from digest.postings import PaperIndex
+from digest.profile import WEIGHTS, Compiler, Profile, Weights
+from digest.profile_rows import Request as Request
+from digest.profile_rows import RowCompiler, Rows
 
 if TYPE_CHECKING:
     from multiprocessing.sharedctypes import Synchronized
@@ -52,62 +49,12 @@ log = logging.getLogger(__name__)
 
 # Subscribers compiled and scored together: bounds the dense block of scores in memory.
 BATCH = 2048
-# Scores from the matrix product may differ from `judge`'s in the last bits (another
-# order of additions): pairs this close below the threshold are judged too.
+# Pairs of those whom `judge` decides for: this close below the threshold, judged too
+# (a safety margin: the products add in `judge`'s order).
 TOLERANCE = 1e-6
 
-Request = tuple[Subscriber, Sequence[Paper], Sequence[Paper]]
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """A batch of profiles as sparse rows over the index's terms."""
-
-    weights: sparse.csr_matrix  # combined term weights
-    lifts: sparse.csr_matrix  # keyword phrases: what a title mention adds
-    vetoes: sparse.csr_matrix  # excluded terms
-
-
-def _rows(index: PaperIndex, profiles: Sequence[Profile]) -> _Rows:
-    def lookup(per_profile: Sequence[Iterable[tuple[str, float]]]) -> _Terms:
-        terms: list[str] = []
-        values: list[float] = []
-        sizes = []
-        for pairs in per_profile:
-            before = len(terms)
-            for term, value in pairs:
-                terms.append(term)
-                values.append(value)
-            sizes.append(len(terms) - before)
-        found = np.array(list(map(index.ids.get, terms, repeat(-1))), dtype=np.int64)
-        for i in np.flatnonzero(found < 0).tolist():
-            if terms[i].count(" ") >= INDEXED_PHRASE:
-                row = index.term(terms[i])
-                found[i] = -1 if row is None else row
-        owner = np.repeat(np.arange(len(per_profile), dtype=np.int64), sizes)
-        keep = (found >= 0) & (np.array(values, dtype=np.float64) != 0)
-        return found[keep], np.array(values, dtype=np.float64)[keep], owner[keep]
-
-    def matrix(found: _Terms) -> sparse.csr_matrix:
-        ids, values, owner = found
-        indptr = np.zeros(len(profiles) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(owner, minlength=len(profiles)), out=indptr[1:])
-        return sparse.csr_matrix(
-            (values, ids.astype(np.int32), indptr), shape=(len(profiles), len(index.ids))
-        )
-
-    # `combined` is sorted; any order serves here (the sums are only a first cut).
-    asked = lookup([p.combined if p.liked else p.terms.items() for p in profiles])
-    lifts = lookup([p.settles for p in profiles])
-    vetoes = lookup([[(t, 1.0) for t in p.exclude] for p in profiles])
-    # Built once every term is looked up: each spans all the terms of the index, which
-    # long phrases may have grown.
-    return _Rows(matrix(asked), matrix(lifts), matrix(vetoes))
-
-
-_Terms = tuple[npt.NDArray[np.int64], Floats, npt.NDArray[np.int64]]
 
 
 def select_many(
@@ -184,7 +131,9 @@ def _select_many(
     return chosen
 
 
-Verdicts = list[list[tuple[int, float, tuple[str, ...]]]]
+# A chosen paper of the index, its score and reasons.
+Match_ = tuple[int, float, tuple[str, ...]]
+Verdicts = list[list[Match_]]
 
 
 class _Work:
@@ -202,7 +151,14 @@ class _Work:
         self.weights = weights
         self.allowed = allowed
         self.upvotes = np.array([t.paper.upvotes for t in index.texts], dtype=np.int64)
-        self.compiler = Compiler(stats, weights)
+        self.compiler = RowCompiler(index, stats, weights, Compiler(stats, weights))
+        # Per papers list: each offered paper's place among their ids in sorted order.
+        self.id_ranks: dict[int, Ints] = {}
+        for key, (_, slots) in allowed.items():
+            ids = [index.papers[p].id for p in slots.tolist()]
+            place = {paper_id: n for n, paper_id in enumerate(sorted(set(ids)))}
+            self.id_ranks[key] = np.array([place[i] for i in ids], dtype=np.int64)
+        self.wording: Wording = {}
 
     def matches(self, verdicts: Verdicts) -> list[list[Match]]:
         papers = self.index.papers
@@ -223,54 +179,124 @@ class _Work:
 
     def run(self, chunk: Sequence[Request]) -> Verdicts:
         """The verdicts of one batch of requests."""
-        profiles = [
-            compile_for(s, self.stats, liked, self.weights, compiler=self.compiler)
-            for s, _, liked in chunk
-        ]
-        rows = _rows(self.index, profiles)
+        rows = self.compiler.rows(chunk)
         values, titles, presence = self.index.matrices()
         scores: Floats = (rows.weights @ values).toarray()
         if rows.lifts.nnz:
             scores += (rows.lifts @ titles).toarray()
         if rows.vetoes.nnz:
             scores[(rows.vetoes @ presence).toarray() > 0] = -np.inf
-        for r, profile in enumerate(profiles):
-            if profile.authors:
-                bonus = profile.weights.author * profile.threshold
-                for p, count in self.index.author_matches(profile.authors).items():
-                    scores[r, p] += bonus * count
-        return self.choose(chunk, profiles, scores)
+        authors: dict[int, dict[int, tuple[str, ...]]] = {}
+        bonus = self.weights.author * self.weights.threshold
+        for r, people in enumerate(rows.authors):
+            if people:
+                authors[r] = self.index.author_reasons(people)
+                for p, named in authors[r].items():
+                    for _ in named:  # one by one, as `judge` adds them
+                        scores[r, p] += bonus
+        return self.choose(chunk, scores, rows, authors)
 
     def choose(
-        self, chunk: Sequence[Request], profiles: Sequence[Profile], scores: Floats
+        self,
+        chunk: Sequence[Request],
+        scores: Floats,
+        rows: Rows,
+        authors: Mapping[int, Mapping[int, tuple[str, ...]]],
     ) -> Verdicts:
-        """Each subscriber's matches among the papers offered to them, judged and ranked
-        exactly like `select` does. Row r of `scores` holds the matrix's score of every
-        paper for chunk[r]: close to `judge`'s, and a first cut only."""
+        """Each subscriber's matches among the papers offered to them, scored, ranked and
+        given reasons exactly like `select` does. Row r of `scores` holds `judge`'s score
+        of every paper for chunk[r] (vetoed papers: -inf)."""
         chosen: Verdicts = [[] for _ in chunk]
-        thresholds = np.array([p.threshold for p in profiles], dtype=np.float64)
-        # Scores from the matrix product may differ from `judge`'s in the last bits
-        # (another order of additions): pairs this close below the threshold are judged.
+        thresholds = np.full(len(chunk), self.weights.threshold)
         tolerances = TOLERANCE * np.maximum(1.0, np.abs(thresholds))
         least = np.array([s.min_upvotes for s, _, _ in chunk], dtype=np.int64)
+        wanted = np.array([max(s.max_papers, 0) for s, _, _ in chunk], dtype=np.int64)
+        # Whoever likes papers is not sent them, and is told which they resemble: `judge`
+        # decides for them, pair by pair.
+        judged = np.array([bool(s.interests.liked) for s, _, _ in chunk], dtype=np.bool_)
         groups: dict[int, list[int]] = {}
         for r, (_, offered, _) in enumerate(chunk):
             groups.setdefault(id(offered), []).append(r)
+        owners, papers, values = [], [], []
         for key, members in groups.items():
             slots = self.allowed[key][1]
             group = np.array(members, dtype=np.int64)
             block = scores[group[:, None], slots[None, :]]
-            passing = (block >= (thresholds - tolerances)[group, None]) & (
-                self.upvotes[slots][None, :] >= least[group, None]
-            )
-            found = _Candidates(group, slots, block, passing)
-            wanted = [max(chunk[r][0].max_papers, 0) for r in members]
-            for i, r in enumerate(members):
-                if wanted[i]:
+            upvotes = self.upvotes[slots]
+            passing = (block >= thresholds[group, None]) & (upvotes[None, :] >= least[group, None])
+            by_judge = np.flatnonzero(judged[group] & (wanted[group] > 0))
+            if len(by_judge):
+                chosen_by_judge = group[by_judge]
+                # Pairs this close below the threshold are judged too (see TOLERANCE).
+                near = block[by_judge] >= (thresholds - tolerances)[chosen_by_judge, None]
+                near &= upvotes[None, :] >= least[chosen_by_judge, None]
+                found = _Candidates(chosen_by_judge, slots, block[by_judge], near)
+                for i, r in enumerate(chosen_by_judge.tolist()):
                     chosen[r] = self.pick(
-                        chunk[r][0], profiles[r], wanted[i], tolerances[r], found, i
+                        chunk[r][0], rows.profiles[r], int(wanted[r]), tolerances[r], found, i
                     )
+            passing[judged[group]] = False
+            # Best first; ties go to more upvotes, then the smaller id, then the offered order.
+            at, slot = np.nonzero(passing)
+            value = block[at, slot]
+            order = np.lexsort((slot, self.id_ranks[key][slot], -upvotes[slot], -value, at))
+            at, slot, value = at[order], slot[order], value[order]
+            rank = np.arange(len(at)) - np.searchsorted(at, at)
+            top = rank < wanted[group][at]
+            owners.append(group[at[top]])
+            papers.append(slots[slot[top]])
+            values.append(value[top])
+        if owners:
+            self.name(chunk, rows, authors, chosen, (owners, papers, values))
         return chosen
+
+    def name(
+        self,
+        chunk: Sequence[Request],
+        rows: Rows,
+        authors: Mapping[int, Mapping[int, tuple[str, ...]]],
+        chosen: Verdicts,
+        picked: tuple[list[Ints], list[Ints], list[Floats]],
+    ) -> None:
+        """The reasons of the pairs chosen by score, into `chosen`, in their order. A pair
+        whose reasons `judge` alone can name is judged; a subscriber whose pair `judge`
+        turns down has their matches chosen again, pair by pair."""
+        owner, paper = np.concatenate(picked[0]), np.concatenate(picked[1])
+        values = np.concatenate(picked[2])
+        named = field_reasons(
+            self.index, self.weights, rows.asked, rows.phrase, (owner, paper), self.wording
+        )
+        redo: set[int] = set()
+        index = self.index
+        for r, p, value, reasons in zip(
+            owner.tolist(), paper.tolist(), values.tolist(), named, strict=True
+        ):
+            if r in authors and (followed := authors[r].get(p)):
+                reasons += followed
+            if not reasons:
+                # Many small matches and none to name: `judge` names the strongest.
+                profile = rows.profiles.get(r) or self.compiler.profile(chunk[r])
+                value, reasons = judge(profile, index.texts[p], index.hits[p])
+                if not reasons:
+                    redo.add(r)
+            chosen[r].append((p, value, reasons))
+        for r in sorted(redo):
+            profile = rows.profiles.get(r) or self.compiler.profile(chunk[r])
+            chosen[r] = self.pick_again(chunk[r], profile)
+
+    def pick_again(self, request: Request, profile: Profile) -> list[Match_]:
+        """`select`'s matches for one request, paper by paper with `judge`."""
+        subscriber, offered, _ = request
+        slots = self.allowed[id(offered)][1]
+        found = []
+        for slot, p in enumerate(slots.tolist()):
+            verdict = _verdict(self.index, subscriber, profile, p)
+            if verdict is not None:
+                found.append((slot, p, *verdict))
+        every = self.index.papers
+        found.sort(key=lambda c: (-c[2], -every[c[1]].upvotes, every[c[1]].id))
+        wanted = max(subscriber.max_papers, 0)
+        return [(p, value, reasons) for _, p, value, reasons in found[:wanted]]
 
     def pick(
         self,

@@ -12,8 +12,10 @@ enough on its own. A fixed threshold keeps weak matches out, so a quiet day send
 papers or none. Authors and liked papers add to the score; `exclude` vetoes.
 
 `select` serves one subscriber; `digest.index.select_many` serves many at once with the
-same numbers (`judge` below is where both end), so a run analyses each paper once and
-scores a hundred thousand subscribers without a hundred million Python calls.
+same numbers, so a run analyses each paper once and scores a hundred thousand subscribers
+without a hundred million Python calls. `judge` below is the one definition of a match:
+the batch path adds scores in its order and works out its reasons for many pairs at once
+(`digest.judge_bulk`, ending in `named` as `judge` does), and the tests hold both equal.
 """
 
 from __future__ import annotations
@@ -208,6 +210,12 @@ def _field_reason(
             chosen.append((start, end))
             if len(chosen) == MAX_REASON_TERMS:
                 break
+    return named(text, where, chosen)
+
+
+def named(text: FieldText, where: str, chosen: list[tuple[int, int]]) -> str | None:
+    """The reason naming the matches `chosen` in a field, as (first token, past the last),
+    none overlapping another; `digest.judge_bulk` chooses them too."""
     if len(chosen) == 1:
         start, end = chosen[0]
         return f"{where}: {text.surface(start, end - start)}"
@@ -216,11 +224,9 @@ def _field_reason(
     if len(surfaces) > 1:
         # "halos" says nothing more beside "dark matter halos" found elsewhere in the field.
         words = [_spaced_words(a) for a in surfaces]
-        surfaces = [
-            a
-            for a, mine in zip(surfaces, words, strict=True)
-            if not any(mine in theirs for b, theirs in zip(surfaces, words, strict=True) if b != a)
-        ]
+        # Found once, in its own place only (the NULs keep matches within one surface).
+        every = "\0".join(words)
+        surfaces = [a for a, mine in zip(surfaces, words, strict=True) if every.count(mine) == 1]
     return f"{where}: {', '.join(surfaces)}" if surfaces else None
 
 

@@ -2,12 +2,16 @@
 
 Each term maps to the papers holding it and what each mention is worth there (a `Hit`),
 so scoring a batch of profiles is a sparse matrix product instead of a look-up per
-(subscriber, paper, term).
+(subscriber, paper, term). Terms are numbered in sorted order (`ranks` places long
+phrases found later among them), the order in which `judge` adds a profile's terms up;
+`locate` finds where many (paper, term) pairs occur at once, for `digest.judge_bulk`.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -33,14 +37,12 @@ class PaperIndex:
         self.evidence = evidence
         # Per paper: every term it holds (up to INDEXED_PHRASE words) → its Hit.
         self.hits: list[dict[str, Hit]] = [self._paper_hits(t) for t in self.texts]
-        ids: dict[str, int] = {}
-        for found in self.hits:
-            for term in found:
-                if term not in ids:
-                    ids[term] = len(ids)
-        self.ids = ids
+        # Rows in the terms' sorted order: a profile's row, sorted too, is then summed by the
+        # matrix product in the order `judge` sums it, to the last bit (see `ranks`).
+        self.names = sorted({term for found in self.hits for term in found})
+        self.ids = {term: row for row, term in enumerate(self.names)}
         sizes = [len(found) for found in self.hits]
-        get = ids.__getitem__
+        get = self.ids.__getitem__
         # The (term, paper) entries of the matrices: row, column, Hit.value, title mention.
         self._entries: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], Floats, Floats] = (
             np.fromiter((get(t) for found in self.hits for t in found), np.int32, sum(sizes)),
@@ -50,18 +52,33 @@ class PaperIndex:
                 (h.title is not None for found in self.hits for h in found.values()), np.float64
             ),
         )
+        # The Hits of the entries, for `locate` (spans worked out when first needed).
+        self._entry_hits = [h for found in self.hits for h in found.values()]
         # Long phrases, found when asked for: (row, paper, value, title) each.
         self._extra: list[tuple[int, int, float, float]] = []
         # Long phrases no paper holds: asked for again by other subscribers.
         self._absent: set[str] = set()
         self._built = -1
         self._matrices: tuple[sparse.csr_matrix, sparse.csr_matrix, sparse.csr_matrix]
+        self._located: tuple[Ints, Ints, Floats] | None = None
+        # Long phrases found later: their entries' keys, spans and abstract values.
+        self._extra_located: tuple[list[int], list[tuple[int, ...]], list[float]] = ([], [], [])
+        # Where each term stands in the sorted order of all terms (`ranks`).
+        self._base_terms = len(self.names)
+        self._ranks: Floats = np.arange(len(self.names), dtype=np.float64)
+        self._bounds: Floats = np.zeros(0, dtype=np.float64)
         self._word_papers: dict[str, set[int]] | None = None
-        self.families: dict[str, list[tuple[int, Name]]] = {}
-        self._followed: dict[tuple[Name, ...], dict[int, int]] = {}
+        # (Family name, first initial) → (paper, place in its author list, name) of each
+        # author who has them.
+        self.families: dict[tuple[str, str], list[tuple[int, int, Name]]] = {}
+        # Family name → the first initials of its authors ("" for none written).
+        self._initials: dict[str, set[str]] = {}
+        self._followed: dict[tuple[Name, ...], dict[int, tuple[str, ...]]] = {}
         for p, text in enumerate(self.texts):
-            for _, author in text.authors:
-                self.families.setdefault(author.family, []).append((p, author))
+            for place, (_, author) in enumerate(text.authors):
+                initial = author.given[0][0] if author.given else ""
+                self.families.setdefault((author.family, initial), []).append((p, place, author))
+                self._initials.setdefault(author.family, set()).add(initial)
 
     def _paper_hits(self, text: PaperText) -> dict[str, Hit]:
         """Every term of up to INDEXED_PHRASE words in the paper, with its Hit: what
@@ -133,8 +150,13 @@ class PaperIndex:
                 continue
             if row is None:
                 row = self.ids[term] = len(self.ids)
+                self.names.append(term)
             self.hits[p][term] = found
             self._extra.append((row, p, found.value, 1.0 if found.title is not None else 0.0))
+            keys, spans, values = self._extra_located
+            keys.append((p << 32) + row)
+            spans.append(_spans(found))
+            values.append(found.abstract_value)
         if row is None:
             self._absent.add(term)
         return row
@@ -168,17 +190,112 @@ class PaperIndex:
             self._built = len(self.ids)
         return self._matrices
 
-    def author_matches(self, wanted: Iterable[Name]) -> dict[int, int]:
-        """Paper → how many of its authors are among `wanted`."""
+    def ranks(self) -> Floats:
+        """Each term's place in the sorted order of all terms. The rows were numbered in
+        that order; a long phrase found later goes between its neighbours."""
+        if len(self._ranks) != len(self.names):
+            base = self._base_terms
+            later = sorted(range(base, len(self.names)), key=self.names.__getitem__)
+            ranks = self._ranks = np.resize(self._ranks, len(self.names))
+            step = 0.5 / (len(later) + 1)
+            for n, row in enumerate(later):
+                below = bisect_left(self.names, self.names[row], 0, base)
+                ranks[row] = below - 0.5 + step * (n + 1)
+        return self._ranks
+
+    def locate(self, wanted: Ints) -> tuple[npt.NDArray[np.bool_], Ints, Floats]:
+        """For paper * 2**32 + term row: whether the paper holds the term; then for those
+        it holds, where it first occurs, as (start, length) in title, ai_keywords and
+        abstract (-1 where none; n x 6), and its abstract's value. Look-ups grouped by
+        paper stay within its part of the entries: much faster."""
+        if self._located is None:
+            rows, cols, _, _ = self._entries
+            keys = (cols.astype(np.int64) << 32) + rows
+            order = np.argsort(keys)
+            hits = self._entry_hits
+            spans = np.fromiter(chain.from_iterable(map(_spans, hits)), np.int64, 6 * len(hits))
+            values = np.fromiter((h.abstract_value for h in hits), np.float64, len(hits))
+            self._located = (keys[order], spans.reshape(-1, 6)[order], values[order])
+        keys, spans, values = self._located
+        where = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        held = keys[where] == wanted
+        extra_keys, extra_spans, extra_values = self._extra_located
+        limit = self._base_terms if extra_keys else 1 << 32
+        late = np.flatnonzero((wanted & 0xFFFFFFFF) >= limit)
+        if not len(late):
+            where = where[held]
+            return held, spans[where], values[where]
+        # Long phrases found later (rows past the first ones): looked up among themselves.
+        order = np.argsort(np.array(extra_keys, dtype=np.int64))
+        later = np.array(extra_keys, dtype=np.int64)[order]
+        there = np.minimum(np.searchsorted(later, wanted[late]), len(later) - 1)
+        found = later[there] == wanted[late]
+        late, there = late[found], order[there[found]]
+        held[late] = True
+        kept = np.flatnonzero(held)
+        spans_of, values_of = spans[where[kept]], values[where[kept]]
+        place = np.searchsorted(kept, late)
+        spans_of[place] = np.array(extra_spans, dtype=np.int64).reshape(-1, 6)[there]
+        values_of[place] = np.array(extra_values, dtype=np.float64)[there]
+        return held, spans_of, values_of
+
+    def bounds(self) -> Floats:
+        """Per term row: the most a unit of weight of the term is worth in one field of a
+        paper holding it (a title, ai_keywords or an abstract), for leaving out at once
+        the terms that cannot be named in a reason."""
+        if len(self._bounds) != len(self.names):
+            e = self.evidence
+            if not len(self._bounds):
+                self.locate(np.zeros(0, dtype=np.int64))
+                keys, spans, values = self._located  # type: ignore[misc]
+                self._bounds = np.zeros(self._base_terms, dtype=np.float64)
+                np.maximum.at(self._bounds, keys & 0xFFFFFFFF, _best(e, spans, values))
+            # Long phrases found since: the rest of the rows.
+            extra_keys, extra_spans, extra_values = self._extra_located
+            done = len(self._bounds)
+            later = np.zeros(len(self.names) - done, dtype=np.float64)
+            rows = (np.array(extra_keys, dtype=np.int64) & 0xFFFFFFFF) - done
+            mine = rows >= 0
+            spans = np.array(extra_spans, dtype=np.int64).reshape(-1, 6)[mine]
+            values = np.array(extra_values, dtype=np.float64)[mine]
+            np.maximum.at(later, rows[mine], _best(e, spans, values))
+            self._bounds = np.r_[self._bounds, later]
+        return self._bounds
+
+    def author_reasons(self, wanted: Iterable[Name]) -> dict[int, tuple[str, ...]]:
+        """Paper → "author: …" for each of its authors among `wanted`, in its order: the
+        reasons `judge` gives, each worth an author bonus."""
         people = tuple(wanted)
         # Remembered: subscribers follow the same people.
         known = self._followed.get(people)
         if known is not None:
             return known
-        matched: dict[int, int] = {}
-        for family in {n.family for n in people}:
-            for p, author in self.families.get(family, ()):
-                if any(same_person(w, author) for w in people):
-                    matched[p] = matched.get(p, 0) + 1
-        self._followed[people] = matched
-        return matched
+        # Only authors of the family, with the same first initial or none, can be the same.
+        seen: dict[tuple[int, int], Name] = {}
+        for w in people:
+            initials = [w.given[0][0], ""] if w.given else self._initials.get(w.family, ())
+            for initial in initials:
+                for p, place, author in self.families.get((w.family, initial), ()):
+                    seen[p, place] = author
+        matched = sorted(
+            key for key, author in seen.items() if any(same_person(w, author) for w in people)
+        )
+        found: dict[int, tuple[str, ...]] = {}
+        for p, place in matched:
+            found[p] = (*found.get(p, ()), f"author: {self.texts[p].authors[place][0]}")
+        self._followed[people] = found
+        return found
+
+
+def _spans(found: Hit) -> tuple[int, int, int, int, int, int]:
+    """A Hit's first occurrences as (start, length) in title, ai_keywords and abstract."""
+    title = found.title or (-1, -1)
+    keywords = found.keywords or (-1, -1)
+    abstract = found.abstract or (-1, -1)
+    return (*title, *keywords, *abstract)
+
+
+def _best(evidence: Evidence, spans: Ints, abstract_values: Floats) -> Floats:
+    """Per entry: the most a unit of weight is worth in one of its fields."""
+    best = np.maximum(abstract_values, np.where(spans[:, 0] >= 0, evidence.title, 0.0))
+    return np.maximum(best, np.where(spans[:, 2] >= 0, evidence.ai_keywords, 0.0))

@@ -6,11 +6,13 @@ import datetime as dt
 import email
 import email.message
 import email.policy
+import json
 import re
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from digest.analysis import PaperText
 from digest.models import Interests, Paper, Subscriber
 from digest.sources.huggingface import parse_api
 
@@ -90,3 +92,24 @@ def subscriber_for(
         max_papers=max_papers,
         min_upvotes=min_upvotes,
     )
+
+
+def corpus_papers(day: dt.date = dt.date(2026, 1, 5)) -> list[Paper]:
+    """The papers of the Hugging Face API captures and the relevance corpus, once each."""
+    papers: dict[str, Paper] = {}
+    for path in sorted(FIXTURES.glob("hf/api/*.json")):
+        for paper in parse_api(path.read_bytes(), day=day):
+            papers.setdefault(paper.id, paper)
+    with (FIXTURES / "corpus" / "seed_entries.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            item = json.loads(line)
+            papers.setdefault(
+                item["id"], Paper(item["id"], item["title"], item["abstract"], day, "corpus", "")
+            )
+    return list(papers.values())
+
+
+def long_phrase(texts: list[PaperText]) -> str:
+    """Five words in a row of a title, as written: longer than the index holds."""
+    title = next(t.fields["title"] for t in texts if len(t.fields["title"].tokens) >= 6)
+    return title.text[title.tokens[0].start : title.tokens[4].end]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -17,37 +16,23 @@ from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
-from helpers import subscriber_for
+from helpers import corpus_papers, subscriber_for
 
 from digest.analysis import CorpusStats, PaperText, analyse, find_hit
 from digest.config import load_subscriber
 from digest.errors import ConfigError
-from digest.index import Request, select_many
+from digest.index import Request, _Work, select_many
 from digest.match import WEIGHTS, Profile, compile_profile, select
 from digest.models import Interests, Match, Paper, Subscriber
 from digest.postings import INDEXED_PHRASE, PaperIndex
 from digest.profile import Compiler
-from digest.sources.huggingface import parse_api
 from digest.text import clause_pieces, description_asks, keyword_asks
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 DAY = dt.date(2026, 1, 5)
-
-
-def corpus_papers() -> list[Paper]:
-    papers: dict[str, Paper] = {}
-    for path in sorted(FIXTURES.glob("hf/api/*.json")):
-        for paper in parse_api(path.read_bytes(), day=DAY):
-            papers.setdefault(paper.id, paper)
-    with (FIXTURES / "corpus" / "seed_entries.jsonl").open(encoding="utf-8") as lines:
-        for line in lines:
-            item = json.loads(line)
-            papers.setdefault(
-                item["id"], Paper(item["id"], item["title"], item["abstract"], DAY, "corpus", "")
-            )
-    return list(papers.values())
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +81,24 @@ def variety(papers: Sequence[Paper]) -> list[Subscriber]:
             "prose", description="Stars and galaxies: how they form, and what they are made of."
         ),
         subscriber_for("nothing-today", keywords=["kilonova", "exoplanet atmospheres"]),
+        subscriber_for(
+            "another-language",
+            keywords=["modèles de langage", "génération de vidéo"],
+            description="Les grands modèles de langage et la génération de vidéo.",
+        ),
+        subscriber_for(
+            # The same words asked by keywords and the description, some twice in a piece.
+            "repeated",
+            keywords=["video", "video generation", "language model"],
+            description="Video models: video generation from video, language model agents.",
+            exclude=["large vision language model evaluation benchmark"],
+        ),
+        subscriber_for(
+            # Likes a paper the store does not hold: nothing to widen, still not sent it.
+            "liked-elsewhere",
+            keywords=["diffusion"],
+            liked=["2401.99999", papers[7].id],
+        ),
     ]
 
 
@@ -125,6 +128,18 @@ def test_matching_everyone_at_once_selects_what_select_selects_for_each(
     reasons = {r for matches in together for m in matches for r in m.reasons}
     assert any(r.startswith("like ") for r in reasons)
     assert any(r.startswith("author: ") for r in reasons)
+    assert {"another-language", "repeated", "liked-elsewhere"} <= chosen
+    # Every pair has reasons, each naming words found where it says (or an author, a like).
+    for matches in together:
+        for m in matches:
+            assert m.reasons
+            text = analysed[m.paper.id]
+            for reason in m.reasons:
+                where, _, said = reason.partition(": ")
+                if where in ("title", "abstract", "keywords"):
+                    field = text.fields[where].text
+                    flat = " ".join(field.split()).casefold()
+                    assert all(part.casefold() in flat for part in said.split(", ")), reason
 
 
 def test_papers_not_offered_to_a_subscriber_are_not_chosen_for_them(
@@ -198,6 +213,27 @@ def test_a_subscriber_asking_for_nothing_stops_the_batch_with_their_file_named(
     requests: list[Request] = [(fine, papers[:50], ())] * 6 + [(empty, papers[:50], ())]
     with pytest.raises(ConfigError, match=r"empty\.toml.*nothing to match"):
         select_many(requests, stats, analysed=analysed, batch=2, workers=workers)
+
+
+def test_a_subscriber_judged_paper_by_paper_gets_what_select_gives(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats],
+) -> None:
+    # The way back when `judge` turns down a pair the products chose (no words to name).
+    papers, analysed, stats = store
+    offered = papers[:200]
+    index = PaperIndex(
+        [analysed[p.id] for p in offered],
+        Profile({}, abstract_length=stats.abstract_length).evidence,
+    )
+    work = _Work(index, stats, WEIGHTS, {id(offered): (offered, np.arange(len(offered)))})
+    liked = [papers[3], papers[40]]
+    chosen = 0
+    for s in variety(papers):
+        request: Request = (s, offered, liked)
+        again = work.matches([work.pick_again(request, work.compiler.profile(request))])[0]
+        assert again == select(s, offered, stats, liked, analysed=analysed), s.slug
+        chosen += len(again)
+    assert chosen > 20
 
 
 def test_no_subscribers_means_no_work() -> None:
