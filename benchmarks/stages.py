@@ -19,8 +19,9 @@ STAGE is one of:
 - `deliver`: messages per second from the outbox (`deliver.drain_outbox` over
   `SMTPTransport`, no rate limit) to an aiosmtpd sink in its own process. The baseline
   opens a new SMTP connection per message; the limit is a minimal smtplib client sending
-  the same bytes over one connection; the outbox bookkeeping alone is timed with a
-  transport that sends nothing.
+  the same bytes over one connection. Ours and the limit take turns, three passes each,
+  and each keeps its best pass. The outbox bookkeeping alone is timed with a transport
+  that sends nothing.
 - `phases`: where the time of one whole run goes: the steps of `pipeline.run` called one
   by one in this process (load the configuration, fetch from the loopback API, plan,
   render and queue, write the feeds and the archive, drain the outbox to the sink), each
@@ -75,6 +76,7 @@ MATCH_SAMPLE = 300
 RENDER_SAMPLE = 150
 DELIVER_MESSAGES = 2000
 DELIVER_BASELINE = 400
+DELIVER_PASSES = 3
 
 
 def day_papers() -> list[Paper]:
@@ -237,18 +239,22 @@ def stage_deliver(work: Path, count: int) -> dict[str, Any]:
         settings = DeliveryConfig(
             transport="smtp", host="127.0.0.1", port=sink.port, security="none", rate=0
         )
-        limits = [minimal_client(sink.port, messages)]
-        sink.reset()
-        ours = _drain(work, entries, SMTPTransport(settings))
-        received = sink.reset()
-        limits.append(minimal_client(sink.port, messages))
-        sink.reset()
+        # The limit and ours take turns, as many passes each, and each keeps its best:
+        # the machine's speed drifts by more than the gap being measured.
+        limits, passes = [], []
+        for _ in range(DELIVER_PASSES):
+            limits.append(minimal_client(sink.port, messages))
+            sink.reset()
+            passes.append(_drain(work, entries, SMTPTransport(settings)))
+            received = sink.reset()
+            if received["messages"] != len(entries):
+                raise SystemExit(f"deliver: the sink saw {received}")
         naive = _drain(work, naive_entries, ConnectionPerMessage(sink.port))
         naive_received = sink.reset()
     bookkeeping = _drain(work, entries, Nowhere())
-    if received["messages"] != len(entries) or naive_received["connections"] != len(naive_entries):
-        raise SystemExit(f"deliver: the sink saw {received} and {naive_received}")
-    limit = min(limits)  # the better of the two passes
+    if naive_received["connections"] != len(naive_entries):
+        raise SystemExit(f"deliver: the sink saw {naive_received}")
+    ours, limit = min(passes), min(limits)
     ours_rate = rate(len(entries), ours)
     naive_rate = rate(len(naive_entries), naive)
     limit_rate = rate(len(entries), limit)
@@ -262,7 +268,10 @@ def stage_deliver(work: Path, count: int) -> dict[str, Any]:
         f"({len(naive_entries)} messages)",
         "speedup": round(ours_rate / naive_rate, 2) if naive_rate else None,
         "limit_messages_per_second": limit_rate,
-        "limit": "minimal smtplib client, same bytes, one connection (best of two passes)",
+        "limit": f"minimal smtplib client, same bytes, one connection (best of "
+        f"{DELIVER_PASSES} passes, taking turns with ours)",
+        "passes_messages_per_second": [rate(len(entries), t) for t in passes],
+        "limit_passes_messages_per_second": [rate(len(entries), t) for t in limits],
         "fraction_of_limit": round(ours_rate / limit_rate, 3) if limit_rate else None,
         "bookkeeping_only_ms_per_message": round(bookkeeping / len(entries) * 1000, 2),
         "connections": int(received["connections"]),
