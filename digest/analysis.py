@@ -100,6 +100,30 @@ class PaperText:
         return found
 
 
+def counted(text: PaperText) -> tuple[set[str], int]:
+    """What a paper adds to `CorpusStats`: the terms counted in it, and its abstract's
+    length in content words."""
+    return text.terms(MAX_COUNTED_PHRASE), len(text.fields["abstract"].tokens)
+
+
+def recount(old: Paper | None, new: Paper) -> tuple[Counter[str], int]:
+    """What storing `new` in place of `old` changes in the counts behind `CorpusStats`
+    (see `CorpusStats.from_counts`): nothing unless the text analysed changed."""
+    if old is not None and _analysed_fields(old) == _analysed_fields(new):
+        return Counter(), 0
+    terms, words = counted(analyse(new))
+    changes = Counter(dict.fromkeys(terms, 1))
+    if old is not None:
+        old_terms, old_words = counted(analyse(old))
+        changes.subtract(dict.fromkeys(old_terms, 1))
+        words -= old_words
+    return changes, words
+
+
+def _analysed_fields(paper: Paper) -> tuple[str, str, tuple[str, ...]]:
+    return paper.title, paper.abstract, tuple(paper.ai_keywords)
+
+
 def analyse(paper: Paper) -> PaperText:
     fields = {
         "title": FieldText.of(paper.title),
@@ -142,13 +166,21 @@ class CorpusStats:
             if text.paper.id in seen:
                 continue
             seen.add(text.paper.id)
-            counts.update(text.terms(MAX_COUNTED_PHRASE))
-            words += len(text.fields["abstract"].tokens)
+            terms, abstract_words = counted(text)
+            counts.update(terms)
+            words += abstract_words
+        return cls.from_counts(len(seen), counts, words)
+
+    @classmethod
+    def from_counts(cls, documents: int, counts: Mapping[str, int], words: int) -> CorpusStats:
+        """The stats of `documents` papers in which each term occurs in `counts[term]`
+        papers, their abstracts `words` content words long in all (what `counted` gives,
+        summed): how a store keeps them from run to run."""
         # A phrase seen once says little more than one never seen; keeping only repeated
         # phrases keeps the table small for a store of many thousand papers.
-        kept = {t: n for t, n in counts.items() if n > 1 or " " not in t}
-        length = words / len(seen) if words else DEFAULT_ABSTRACT_LENGTH
-        return cls(len(seen), kept, length)
+        kept = {t: n for t, n in counts.items() if n > 1 or (n > 0 and " " not in t)}
+        length = words / documents if words and documents else DEFAULT_ABSTRACT_LENGTH
+        return cls(documents, kept, length)
 
     def frequency(self, term: str) -> int:
         """In how many papers `term` occurs (for long phrases: at most how many).

@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from digest.analysis import counted, recount
 from digest.archive import INDEX_PATH, day_path, write_archive
 from digest.config import Config
 from digest.deliver import Courier, DeliveryReport, drain_outbox, open_transport
@@ -200,7 +201,7 @@ def fetch_all(
                 log.warning("%s", error)
                 outcomes.append(SourceOutcome(source.name, days, 0, error))
                 continue
-            store.record_papers(papers, now)
+            store.record_papers(papers, now, recount)
             counts = Counter(paper.day for paper in papers)
             store.record_source_days(source.name, {day: counts[day] for day in days}, now)
             log.info("%s: %d papers for %s..%s", source.name, len(papers), days[0], days[-1])
@@ -209,6 +210,26 @@ def fetch_all(
         if own_fetcher:
             client.close()
     return tuple(outcomes)
+
+
+def corpus_stats(store: Store, *, build: bool) -> CorpusStats:
+    """How common each term is among the stored papers, from the counts the store keeps
+    up to date (`fetch_all` records papers with `recount`). A store from before it kept
+    them is counted once from all its papers: for good with `build`, else in memory."""
+    known = store.corpus_counts()
+    if known is not None:
+        return CorpusStats.from_counts(*known)
+    counts: Counter[str] = Counter()
+    words = 0
+    papers = store.all_papers()
+    for paper in papers:
+        terms, more = counted(analyse(paper))
+        counts.update(terms)
+        words += more
+    if build:
+        store.rebuild_corpus_counts(counts, words)
+        log.info("term counts built from the %d stored papers", len(papers))
+    return CorpusStats.from_counts(len(papers), counts, words)
 
 
 def digest_key(subscriber: Subscriber, today: dt.date) -> str | None:
@@ -229,9 +250,9 @@ def plan_digests(
     addresses get nothing (and delivery checks again just before sending)."""
     in_window = store.papers_between(window_start, today)
     week = store.papers_between(today - dt.timedelta(days=6), today)
-    # Each paper is analysed once per run, not once per subscriber.
-    analysed = {paper.id: analyse(paper) for paper in store.all_papers()}
-    stats = CorpusStats.from_analysed(analysed.values())
+    # Each paper offered is analysed once per run, not once per subscriber.
+    analysed = {paper.id: analyse(paper) for paper in (*in_window, *week)}
+    stats = corpus_stats(store, build=True)
     sent = store.sent_paper_ids_by_subscriber()
     keys = store.digest_keys_by_subscriber()
     blocked = store.blocked_addresses()

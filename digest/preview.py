@@ -7,9 +7,9 @@ from pathlib import Path
 
 from digest.config import Config
 from digest.errors import UsageError
-from digest.match import CorpusStats, select
+from digest.match import select
 from digest.models import Digest
-from digest.pipeline import digest_key, links_for, render_message
+from digest.pipeline import corpus_stats, digest_key, links_for, render_message
 from digest.render import Renderer
 from digest.store import Store
 from digest.tokens import load_secret
@@ -33,7 +33,7 @@ def preview(config: Config, who: str, *, day: dt.date | None, output: Path) -> l
         papers = store.papers_between(
             day - dt.timedelta(days=6 if subscriber.frequency == "weekly" else 0), day
         )
-        stats = CorpusStats.from_papers(store.all_papers())
+        stats = corpus_stats(store, build=False)
         liked = list(store.papers_by_id(subscriber.interests.liked).values())
         matches = select(subscriber, papers, stats, liked)
     finally:

@@ -1,7 +1,8 @@
 """Everything `digest` remembers; the only package that speaks SQL.
 
 `schema` holds the tables, `records` the values handed out, `db` the `Store` and its
-queries, `outbox` the delivery loop's bookkeeping (`Store.outbox()`).
+queries, `outbox` the delivery loop's bookkeeping (`Store.outbox()`), `corpus` the term
+counts.
 
 Tables:
 
@@ -20,6 +21,9 @@ Tables:
   transaction as the delivery row, so "not yet sent" is a query, never a flag.
 - `subscribers`: addresses that are not simply active: unsubscribed (one click, from
   `digest serve`) or suppressed after repeated hard failures, with the count of those.
+- `term_counts` and `corpus`: in how many stored papers each term occurs, and the
+  abstracts' total length, updated as papers are recorded (`corpus`), so that a run
+  knows how rare a word is without reading every paper it ever stored.
 
 SQLite runs in WAL mode with `synchronous=FULL` and a busy timeout, and every transaction
 starts with `BEGIN IMMEDIATE` so a read-then-write never fails with "database is locked".

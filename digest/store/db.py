@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,6 +14,8 @@ from sqlalchemy.dialects import sqlite
 from digest.errors import DigestError
 from digest.fetch import Cached
 from digest.models import Paper
+from digest.store import corpus
+from digest.store.corpus import Recount
 from digest.store.outbox import Outbox
 from digest.store.records import (
     Delivery,
@@ -83,15 +86,26 @@ class Store:
 
     # papers and sightings -------------------------------------------------------------
 
-    def record_papers(self, papers: Iterable[Paper], seen_at: dt.datetime) -> None:
-        """Upsert papers (merging with what is known) and log one sighting each."""
+    def record_papers(
+        self, papers: Iterable[Paper], seen_at: dt.datetime, recount: Recount | None = None
+    ) -> None:
+        """Upsert papers (merging with what is known) and log one sighting each. With
+        `recount`, the term counts follow (once built: see `corpus_counts`)."""
         now = _iso(seen_at)
         with self.transaction() as connection:
+            counting = recount is not None and corpus.built(connection)
+            changes: Counter[str] = Counter()
+            words = 0
             for paper in papers:
                 row = connection.execute(
                     sa.select(papers_table.c.data).where(papers_table.c.id == paper.id)
                 ).first()
-                merged = merge_papers(paper_from_json(row.data), paper) if row else paper
+                old = paper_from_json(row.data) if row else None
+                merged = merge_papers(old, paper) if old else paper
+                if counting and recount is not None:
+                    changed, more = recount(old, merged)
+                    changes.update(changed)
+                    words += more
                 values = {
                     "day": merged.day.isoformat(),
                     "data": paper_to_json(merged),
@@ -116,6 +130,18 @@ class Store:
                         "comments": paper.comments,
                     },
                 )
+            if counting:
+                corpus.add(connection, self._insert, changes, words)
+
+    def corpus_counts(self) -> tuple[int, dict[str, int], int] | None:
+        """(papers, in how many each term occurs, their abstracts' words), as
+        `CorpusStats.from_counts` takes them; None until `rebuild_corpus_counts`."""
+        with self._reader.connect() as connection:
+            return corpus.read(connection)
+
+    def rebuild_corpus_counts(self, counts: Mapping[str, int], words: int) -> None:
+        with self.transaction() as connection:
+            corpus.replace(connection, counts, words)
 
     def papers_between(self, first: dt.date, last: dt.date) -> list[Paper]:
         """Papers listed on a day in [first, last], oldest day first, then by id."""

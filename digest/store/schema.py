@@ -96,6 +96,24 @@ subscribers_table = sa.Table(
     sa.Column("reason", sa.Text, nullable=False, default=""),
 )
 
+# In how many stored papers each term occurs (see digest.analysis.CorpusStats), kept up
+# to date as papers are recorded, so a run never reads every paper to know.
+term_counts_table = sa.Table(
+    "term_counts",
+    metadata,
+    sa.Column("term", sa.String, primary_key=True),
+    sa.Column("papers", sa.Integer, nullable=False),
+)
+
+# Totals beside the counts: "abstract_words" (all abstracts' content words). No row yet
+# means the counts were never built (a store from before they existed).
+corpus_table = sa.Table(
+    "corpus",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.Integer, nullable=False),
+)
+
 QUEUED, SENT, DEFERRED, FAILED = "queued", "sent", "deferred", "failed"
 # A delivery whose subscriber unsubscribed (or was suppressed) after it was queued.
 SKIPPED = "skipped"
