@@ -443,7 +443,8 @@ def _phase(attempt: Attempt, stderr: str) -> str:
     """Where the run was when it died, from what the servers saw and what it logged."""
     if attempt.rcpts or attempt.accepted:
         return "sending"
-    if " papers for " in stderr:
+    # The API has answered: the run stores the papers, then matches, renders and queues.
+    if " papers for " in stderr or attempt.api_done_at is not None:
         return "render/queue"
     if attempt.api_requests:
         return "fetch"
