@@ -16,6 +16,8 @@ import datetime as dt
 import logging
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -36,9 +38,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from digest.config import Config, ScheduleConfig, load_config
-from digest.errors import DigestError, LockHeld
-from digest.pipeline import run
+from digest.config import Config, ScheduleConfig
+from digest.errors import LockHeld
 from digest.store import Store
 
 log = logging.getLogger(__name__)
@@ -167,25 +168,31 @@ def build_scheduler(config: Config) -> BackgroundScheduler:
 
 
 def scheduled_run(config: Config) -> None:
-    """One run, with the configuration re-read so edited subscriber files count."""
-    try:
-        current = load_config(config.path)
-        result = run(current)
-    except LockHeld as error:
-        log.warning("skipped: %s", error)
-        return
-    except DigestError as error:
-        log.error("run failed: %s", error)
-        return
-    report = result.delivery
-    log.info(
-        "run for %s: %d digests queued; sent %d, deferred %d, failed %d",
-        result.run_date,
-        len(result.planned),
-        report.sent,
-        report.deferred,
-        report.failed,
+    """One `digest run`, as a process of its own.
+
+    It reads the configuration afresh (edited subscriber files count), its memory goes
+    back when it ends, a crash stays inside it, and a large run forks its courier and
+    matching workers from a process with one thread, not from this one with the
+    scheduler's threads. It runs in a session of its own, so the Ctrl-C meant for the
+    scheduler does not cut it short: the scheduler waits for it before exiting. What it
+    prints is logged here.
+    """
+    command = [sys.executable, "-m", "digest.cli", "run", "--config", str(config.path)]
+    done = subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        check=False,
     )
+    for line in done.stdout.splitlines():
+        log.info("%s", line.strip())
+    problem = " ".join(done.stderr.split())[-500:] or f"exit status {done.returncode}"
+    if done.returncode == LockHeld.exit_code:
+        log.warning("skipped: %s", problem)
+    elif done.returncode != 0:
+        log.error("run failed: %s", problem)
 
 
 def run_forever(config: Config) -> None:

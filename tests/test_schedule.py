@@ -35,12 +35,14 @@ from apscheduler.events import (
 from apscheduler.schedulers.base import BaseScheduler
 
 from digest.config import Config, ScheduleConfig, load_config
+from digest.lock import run_lock
 from digest.schedule import (
     JOB_ID,
     MISFIRE_GRACE_SECONDS,
     add_digest_job,
     build_scheduler,
     caught,
+    scheduled_run,
     trigger_for,
 )
 from digest.store import Store
@@ -420,3 +422,44 @@ def test_a_signal_that_lands_in_code_catching_every_exception_still_stops_the_wa
             pytest.fail("the signal raised into the interrupted code")
         assert wait() == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_scheduled_run_is_a_digest_run_process_whose_summary_is_logged(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config()
+    with caplog.at_level(logging.INFO, logger="digest.schedule"):
+        scheduled_run(config)
+    store = Store(config.database)
+    try:
+        runs = store.recent_runs(5)
+    finally:
+        store.close()
+    assert [run.status for run in runs] == ["ok"]
+    summary = [r.getMessage() for r in caplog.records if r.name == "digest.schedule"]
+    assert any(line.startswith(f"{runs[0].run_date}: fetched ") for line in summary), summary
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_scheduled_run_that_meets_a_run_in_progress_is_skipped_with_a_warning(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config()
+    with run_lock(config.data_dir), caplog.at_level(logging.INFO, logger="digest.schedule"):
+        scheduled_run(config)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("skipped: "), warnings
+    assert "holds" in warnings[0]
+
+
+def test_a_scheduled_run_that_fails_logs_why(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config()
+    (config.subscribers_dir / "broken.toml").write_text(
+        'email = "x@example.org"\nmax_papers = "many"\n'
+    )
+    with caplog.at_level(logging.INFO, logger="digest.schedule"):
+        scheduled_run(config)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "broken.toml" in errors[0], errors
