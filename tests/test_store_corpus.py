@@ -83,6 +83,18 @@ def test_a_store_from_before_the_counts_counts_its_papers_once_then_keeps_up(
     assert same(kept(store), counted_again(store))
 
 
+def test_papers_recorded_without_counting_them_make_the_counts_be_counted_again(
+    store: Store,
+) -> None:
+    papers = corpus_papers()[:30]
+    corpus_stats(store, build=True)
+    store.record_papers(papers[:20], NOW, recount)
+    store.record_papers(papers[20:], NOW)  # a caller that does not count
+    assert store.corpus_counts() is None
+    assert same(corpus_stats(store, build=True), counted_again(store))
+    assert same(kept(store), counted_again(store))
+
+
 def test_phrases_held_by_one_paper_are_counted_but_not_read_back(store: Store) -> None:
     corpus_stats(store, build=True)
     one = Paper("2601.00001", "Quasar lensing survey", "Quasar lensing maps.", NOW.date(), "hf", "")

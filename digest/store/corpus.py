@@ -64,6 +64,11 @@ def replace(connection: sa.Connection, counts: Mapping[str, int], words: int) ->
         connection.execute(term_counts_table.insert(), rows)
 
 
+def forget(connection: sa.Connection) -> None:
+    """Mark the counts as never built: papers were recorded without them."""
+    connection.execute(corpus_table.delete().where(corpus_table.c.name == WORDS))
+
+
 def read(connection: sa.Connection) -> tuple[int, dict[str, int], int] | None:
     """(papers, each term's count, abstract words), or None if never built. Phrases held
     by one paper are left out: `CorpusStats` does not keep them either."""

@@ -90,7 +90,8 @@ class Store:
         self, papers: Iterable[Paper], seen_at: dt.datetime, recount: Recount | None = None
     ) -> None:
         """Upsert papers (merging with what is known) and log one sighting each. With
-        `recount`, the term counts follow (once built: see `corpus_counts`)."""
+        `recount`, the term counts follow (once built: see `corpus_counts`); without it,
+        they are dropped, to be counted again when next needed."""
         now = _iso(seen_at)
         with self.transaction() as connection:
             counting = recount is not None and corpus.built(connection)
@@ -132,6 +133,8 @@ class Store:
                 )
             if counting:
                 corpus.add(connection, self._insert, changes, words)
+            elif recount is None:
+                corpus.forget(connection)
 
     def corpus_counts(self) -> tuple[int, dict[str, int], int] | None:
         """(papers, in how many each term occurs, their abstracts' words), as
