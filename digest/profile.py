@@ -6,9 +6,10 @@ papers. `digest.match` scores papers against a Profile; `digest.index` scores ma
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Generic, TypeVar
 
 from digest.analysis import (
     DEFAULT_ABSTRACT_LENGTH,
@@ -21,6 +22,8 @@ from digest.analysis import (
 from digest.errors import ConfigError
 from digest.models import Interests, Paper, Subscriber
 from digest.text import Name, clause_pieces, clause_terms, keyword_asks, name, piece_asks
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,49 @@ class _Asked:
     table: dict[str, Entry]  # the `Profile.table` entries of `terms`
 
 
+Asks = tuple[tuple[str, float], ...]
+
+
+class Parts(Generic[T]):
+    """Each keyword and description piece of a run's subscribers worked out once, by
+    `build` from what it asks (its (term, weight) additions and its phrases).
+
+    Subscribers share keywords, and descriptions share clauses. Most pieces of a
+    description are its subscriber's own, though: a piece is kept from the second
+    subscriber who writes it on.
+    """
+
+    def __init__(self, weights: Weights, build: Callable[[Asks, tuple[str, ...]], T]) -> None:
+        self.weights = weights
+        self._build = build
+        self._keywords: dict[str, T] = {}
+        self._pieces: dict[str, T] = {}
+        self._once: set[str] = set()
+
+    def of(self, interests: Interests) -> list[T]:
+        """The parts of the keywords, then of the description's pieces, in order."""
+        keywords, pieces = self._keywords, self._pieces
+        parts = [keywords.get(k) or self._keyword(k) for k in interests.keywords]
+        if interests.description:
+            parts += [pieces.get(p) or self._piece(p) for p in clause_pieces(interests.description)]
+        return parts
+
+    def _keyword(self, keyword: str) -> T:
+        w = self.weights
+        adds, phrases = keyword_asks(keyword, w.keyword, w.part)
+        part = self._keywords[keyword] = self._build(adds, phrases)
+        return part
+
+    def _piece(self, piece: str) -> T:
+        w = self.weights
+        part = self._build(piece_asks(piece, w.description_item, w.description, w.part), ())
+        if piece in self._once:
+            self._pieces[piece] = part
+        else:
+            self._once.add(piece)
+        return part
+
+
 class Compiler:
     """`compile_profile` for the many subscribers of one store and one `Weights`.
 
@@ -217,9 +263,7 @@ class Compiler:
     def __init__(self, stats: CorpusStats, weights: Weights = WEIGHTS) -> None:
         self.stats = stats
         self.weights = weights
-        self._keywords: dict[str, _Asked] = {}
-        self._pieces: dict[str, _Asked] = {}
-        self._once: set[str] = set()
+        self._parts = Parts(weights, self._asked)
         # Liked paper id → `distinctive_terms`: subscribers like the same papers.
         self._distinctive: dict[str, Mapping[str, float]] = {}
 
@@ -231,10 +275,7 @@ class Compiler:
         distinctive: Mapping[str, Mapping[str, float]] | None = None,
     ) -> Profile:
         """`compile_profile(interests, stats, liked_papers, weights, distinctive=...)`."""
-        keywords, pieces = self._keywords, self._pieces
-        parts = [keywords.get(k) or self._keyword(k) for k in interests.keywords]
-        if interests.description:
-            parts += [pieces.get(p) or self._piece(p) for p in clause_pieces(interests.description)]
+        parts = self._parts.of(interests)
         terms: dict[str, float] = {}
         table: dict[str, Entry] = {}
         size = 0
@@ -278,23 +319,7 @@ class Compiler:
             profile.__dict__["table"] = table
         return profile
 
-    def _keyword(self, keyword: str) -> _Asked:
-        w = self.weights
-        adds, phrases = keyword_asks(keyword, w.keyword, w.part)
-        part = self._keywords[keyword] = self._asked(adds, phrases)
-        return part
-
-    def _piece(self, piece: str) -> _Asked:
-        w = self.weights
-        part = self._asked(piece_asks(piece, w.description_item, w.description, w.part), ())
-        # Most pieces of a description are its own: kept from the second subscriber on.
-        if piece in self._once:
-            self._pieces[piece] = part
-        else:
-            self._once.add(piece)
-        return part
-
-    def _asked(self, adds: tuple[tuple[str, float], ...], phrases: tuple[str, ...]) -> _Asked:
+    def _asked(self, adds: Asks, phrases: tuple[str, ...]) -> _Asked:
         summed: dict[str, float] = {}
         get = summed.get
         for term, weight in adds:

@@ -25,8 +25,8 @@ from scipy import sparse
 from digest.analysis import CorpusStats
 from digest.models import Paper, Subscriber
 from digest.postings import INDEXED_PHRASE, PaperIndex
-from digest.profile import REASON_FLOOR, Compiler, Profile, Weights, compile_for
-from digest.text import Name, clause_pieces, clause_terms, keyword_asks, name, piece_asks
+from digest.profile import REASON_FLOOR, Asks, Compiler, Parts, Profile, Weights, compile_for
+from digest.text import Name, clause_terms, name
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -77,9 +77,7 @@ class RowCompiler:
         self.stats = stats
         self.weights = weights
         self.compiler = compiler
-        self._keywords: dict[str, _Part] = {}
-        self._pieces: dict[str, _Part] = {}
-        self._once: set[str] = set()
+        self._parts = Parts(weights, self._part)
         self._excluded: dict[str, list[int]] = {}
         # Term → its index row (None when no paper holds it) and IDF.
         self._terms: dict[str, tuple[int | None, float]] = {}
@@ -104,7 +102,7 @@ class RowCompiler:
         authors: list[tuple[Name, ...]] = []
         profiles: dict[int, Profile] = {}
         parts_of: dict[int, list[_Part]] = {}
-        keywords, pieces = self._keywords, self._pieces
+        of = self._parts.of
         for r, request in enumerate(chunk):
             interests = request[0].interests
             people: tuple[Name, ...] = ()
@@ -114,11 +112,7 @@ class RowCompiler:
             if interests.liked:
                 profiles[r] = self.profile(request)
                 continue
-            parts = [keywords.get(k) or self._keyword(k) for k in interests.keywords]
-            if interests.description:
-                parts += [
-                    pieces.get(p) or self._piece(p) for p in clause_pieces(interests.description)
-                ]
+            parts = of(interests)
             if not people and not any(part.asks for part in parts):
                 self.profile(request)  # raises the subscriber's ConfigError
             before = len(found)
@@ -197,23 +191,7 @@ class RowCompiler:
             profiles=profiles,
         )
 
-    def _keyword(self, keyword: str) -> _Part:
-        w = self.weights
-        adds, phrases = keyword_asks(keyword, w.keyword, w.part)
-        part = self._keywords[keyword] = self._part(adds, phrases)
-        return part
-
-    def _piece(self, piece: str) -> _Part:
-        w = self.weights
-        part = self._part(piece_asks(piece, w.description_item, w.description, w.part), ())
-        # Most pieces of a description are its own: kept from the second subscriber on.
-        if piece in self._once:
-            self._pieces[piece] = part
-        else:
-            self._once.add(piece)
-        return part
-
-    def _part(self, adds: tuple[tuple[str, float], ...], phrases: tuple[str, ...]) -> _Part:
+    def _part(self, adds: Asks, phrases: tuple[str, ...]) -> _Part:
         summed: dict[str, float] = {}
         repeated: set[str] = set()
         for term, weight in adds:
