@@ -106,6 +106,22 @@ def counted(text: PaperText) -> tuple[set[str], int]:
     return text.terms(MAX_COUNTED_PHRASE), len(text.fields["abstract"].tokens)
 
 
+def count_terms(texts: Iterable[PaperText]) -> tuple[int, Counter[str], int]:
+    """(papers, in how many of them each term occurs, their abstracts' content words), as
+    `CorpusStats.from_counts` takes them; the first of each id counts."""
+    counts: Counter[str] = Counter()
+    seen: set[str] = set()
+    words = 0
+    for text in texts:
+        if text.paper.id in seen:
+            continue
+        seen.add(text.paper.id)
+        terms, abstract_words = counted(text)
+        counts.update(terms)
+        words += abstract_words
+    return len(seen), counts, words
+
+
 def recount(old: Paper | None, new: Paper) -> tuple[Counter[str], int]:
     """What storing `new` in place of `old` changes in the counts behind `CorpusStats`
     (see `CorpusStats.from_counts`): nothing unless the text analysed changed."""
@@ -159,17 +175,7 @@ class CorpusStats:
     @classmethod
     def from_analysed(cls, texts: Iterable[PaperText]) -> CorpusStats:
         """`from_papers` on papers analysed beforehand (the first of each id counts)."""
-        counts: Counter[str] = Counter()
-        seen: set[str] = set()
-        words = 0
-        for text in texts:
-            if text.paper.id in seen:
-                continue
-            seen.add(text.paper.id)
-            terms, abstract_words = counted(text)
-            counts.update(terms)
-            words += abstract_words
-        return cls.from_counts(len(seen), counts, words)
+        return cls.from_counts(*count_terms(texts))
 
     @classmethod
     def from_counts(cls, documents: int, counts: Mapping[str, int], words: int) -> CorpusStats:

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from digest.analysis import counted, recount
+from digest.analysis import count_terms, recount
 from digest.archive import INDEX_PATH, day_path, write_archive
 from digest.config import Config
 from digest.deliver import Courier, DeliveryReport, drain_outbox, open_transport
@@ -219,17 +219,11 @@ def corpus_stats(store: Store, *, build: bool) -> CorpusStats:
     known = store.corpus_counts()
     if known is not None:
         return CorpusStats.from_counts(*known)
-    counts: Counter[str] = Counter()
-    words = 0
-    papers = store.all_papers()
-    for paper in papers:
-        terms, more = counted(analyse(paper))
-        counts.update(terms)
-        words += more
+    documents, counts, words = count_terms(analyse(p) for p in store.all_papers())
     if build:
         store.rebuild_corpus_counts(counts, words)
-        log.info("term counts built from the %d stored papers", len(papers))
-    return CorpusStats.from_counts(len(papers), counts, words)
+        log.info("term counts built from the %d stored papers", documents)
+    return CorpusStats.from_counts(documents, counts, words)
 
 
 def digest_key(subscriber: Subscriber, today: dt.date) -> str | None:
@@ -250,8 +244,10 @@ def plan_digests(
     addresses get nothing (and delivery checks again just before sending)."""
     in_window = store.papers_between(window_start, today)
     week = store.papers_between(today - dt.timedelta(days=6), today)
-    # Each paper offered is analysed once per run, not once per subscriber.
-    analysed = {paper.id: analyse(paper) for paper in (*in_window, *week)}
+    # Each paper offered is analysed once per run, not once per subscriber (the window is
+    # part of the week: each paper once).
+    offered = {paper.id: paper for paper in (*week, *in_window)}
+    analysed = {paper_id: analyse(paper) for paper_id, paper in offered.items()}
     stats = corpus_stats(store, build=True)
     sent = store.sent_paper_ids_by_subscriber()
     keys = store.digest_keys_by_subscriber()

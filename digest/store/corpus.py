@@ -25,8 +25,13 @@ Recount = Callable[[Paper | None, Paper], tuple[Mapping[str, int], int]]
 
 
 def built(connection: sa.Connection) -> bool:
+    return _words(connection) is not None
+
+
+def _words(connection: sa.Connection) -> int | None:
+    """The abstracts' words in all; None while the counts were never built."""
     query = sa.select(corpus_table.c.value).where(corpus_table.c.name == WORDS)
-    return connection.execute(query).first() is not None
+    return connection.execute(query).scalar_one_or_none()
 
 
 def add(
@@ -57,7 +62,7 @@ def add(
 def replace(connection: sa.Connection, counts: Mapping[str, int], words: int) -> None:
     """Counts built from scratch (a store from before they were kept)."""
     connection.execute(term_counts_table.delete())
-    connection.execute(corpus_table.delete().where(corpus_table.c.name == WORDS))
+    forget(connection)
     connection.execute(corpus_table.insert(), {"name": WORDS, "value": words})
     rows = [{"term": term, "papers": n} for term, n in counts.items() if n]
     if rows:
@@ -72,10 +77,8 @@ def forget(connection: sa.Connection) -> None:
 def read(connection: sa.Connection) -> tuple[int, dict[str, int], int] | None:
     """(papers, each term's count, abstract words), or None if never built. Phrases held
     by one paper are left out: `CorpusStats` does not keep them either."""
-    row = connection.execute(
-        sa.select(corpus_table.c.value).where(corpus_table.c.name == WORDS)
-    ).first()
-    if row is None:
+    words = _words(connection)
+    if words is None:
         return None
     documents = connection.execute(sa.select(sa.func.count()).select_from(papers_table))
     term, papers = term_counts_table.c.term, term_counts_table.c.papers
@@ -83,4 +86,4 @@ def read(connection: sa.Connection) -> tuple[int, dict[str, int], int] | None:
         (papers > 1) | ((papers > 0) & sa.not_(term.contains(" ")))
     )
     counts: dict[str, int] = {row.term: row.papers for row in connection.execute(query)}
-    return int(documents.scalar_one()), counts, int(row.value)
+    return int(documents.scalar_one()), counts, int(words)

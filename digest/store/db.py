@@ -94,7 +94,7 @@ class Store:
         they are dropped, to be counted again when next needed."""
         now = _iso(seen_at)
         with self.transaction() as connection:
-            counting = recount is not None and corpus.built(connection)
+            counter = recount if recount is not None and corpus.built(connection) else None
             changes: Counter[str] = Counter()
             words = 0
             for paper in papers:
@@ -103,8 +103,8 @@ class Store:
                 ).first()
                 old = paper_from_json(row.data) if row else None
                 merged = merge_papers(old, paper) if old else paper
-                if counting and recount is not None:
-                    changed, more = recount(old, merged)
+                if counter is not None:
+                    changed, more = counter(old, merged)
                     changes.update(changed)
                     words += more
                 values = {
@@ -131,7 +131,7 @@ class Store:
                         "comments": paper.comments,
                     },
                 )
-            if counting:
+            if counter is not None:
                 corpus.add(connection, self._insert, changes, words)
             elif recount is None:
                 corpus.forget(connection)
