@@ -230,9 +230,12 @@ class Parts(Generic[T]):
     def of(self, interests: Interests) -> list[T]:
         """The parts of the keywords, then of the description's pieces, in order."""
         keywords, pieces = self._keywords, self._pieces
-        parts = [keywords.get(k) or self._keyword(k) for k in interests.keywords]
+        parts = [keywords[k] if k in keywords else self._keyword(k) for k in interests.keywords]
         if interests.description:
-            parts += [pieces.get(p) or self._piece(p) for p in clause_pieces(interests.description)]
+            parts += [
+                pieces[p] if p in pieces else self._piece(p)
+                for p in clause_pieces(interests.description)
+            ]
         return parts
 
     def _keyword(self, keyword: str) -> T:
@@ -256,8 +259,7 @@ class Compiler:
 
     Subscribers share keywords, and descriptions share clauses: each is weighed (IDF)
     and tabled once, and a profile is the union of its parts. Where two parts ask for
-    the same term, that term's weight is summed again from every addition in order, so
-    each profile is exactly what `compile_profile` gives.
+    the same term, its weight is the parts' own sums added in order, then weighed.
     """
 
     def __init__(self, stats: CorpusStats, weights: Weights = WEIGHTS) -> None:
@@ -348,8 +350,9 @@ class Compiler:
         table: dict[str, Entry],
         phrases: frozenset[str],
     ) -> None:
-        """Terms asked by more than one part: summed again over every addition in order
-        (a sum's rounding depends on its order), then weighed and tabled."""
+        """Terms asked by more than one part: each part's own sum, added up part by part
+        in order (a sum's rounding depends on its order, and the batch path adds them so),
+        then weighed and tabled."""
         seen: set[str] = set()
         repeated: set[str] = set()
         for part in parts:
@@ -359,9 +362,12 @@ class Compiler:
         for part in parts:
             if repeated.isdisjoint(part.terms):
                 continue
+            own: dict[str, float] = {}
             for term, weight in part.adds:
                 if term in summed:
-                    summed[term] += weight
+                    own[term] = own.get(term, 0.0) + weight
+            for term, weight in own.items():
+                summed[term] += weight
         idf = self.stats.idf
         again = {term: weight * idf(term) for term, weight in summed.items()}
         terms.update(again)

@@ -3,20 +3,19 @@
 `digest.index` scores a batch of subscribers with sparse products, so what it needs of
 a profile is rows of numbers over the index's terms, not a `Profile` per subscriber.
 Keywords and description clauses recur across subscribers: each is worked out once per
-run into the index rows of its terms and their weights (`_Part`), and a subscriber's
-rows are the concatenation of their parts'. A term asked for by several parts is summed
-again over the parts in order, as `Compiler.compile` sums it (a sum's rounding depends on
-its order), so every weight is exactly the `Profile`'s. Subscribers who like papers get
-a real `Profile` (their liked papers weigh in), turned into rows term by term.
+run into a *part*, one row of a parts x terms matrix holding what the part asks of each
+term before IDF. A batch of subscribers is then a 0/1 matrix of the parts they are made
+of, in order, and one more sparse product adds each term up over the parts in that order,
+starting from zero: how `Compiler.compile` adds it, so every weight is exactly the
+`Profile`'s. Subscribers who like papers get a real `Profile` (their liked papers weigh
+in), turned into rows term by term.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import mul
-from typing import NamedTuple
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -49,22 +48,39 @@ class Rows:
     profiles: dict[int, Profile]
 
 
-class _Part(NamedTuple):
-    """What one keyword or description piece asks for, over the index's terms."""
+class _PartRows:
+    """The parts of a run, each a row: what it asks of each term (summed, before IDF),
+    and its keyword phrases. Grows as parts are met; read as matrices per batch."""
 
-    rows: list[int]  # index rows of its terms (those some paper holds)
-    summed: list[float]  # each one's additions summed, before IDF
-    weights: list[float]  # summed times IDF: the weight if no other part asks for it
-    idf: list[float]
-    single: list[bool]  # asked for once in the part (so a sum across parts is exact)
-    adds: tuple[tuple[str, float], ...]  # every addition, in order (for the rare rest)
-    terms: tuple[str, ...]  # aligned with `rows`
-    phrases: list[int]  # index rows of its keyword phrases
-    asks: bool  # whether it asks for any term at all
+    def __init__(self) -> None:
+        self.terms: list[int] = []
+        self.summed: list[float] = []
+        self.ends: list[int] = []  # where each part's entries end
+        self.phrases: list[int] = []
+        self.phrase_ends: list[int] = []
+        self.asks: list[bool] = []  # whether it asks for any term at all
+        self._read: tuple[sparse.csr_matrix, sparse.csr_matrix, Bools] | None = None
 
+    def add(self, terms: list[int], summed: list[float], phrases: list[int], asks: bool) -> int:
+        self.terms += terms
+        self.summed += summed
+        self.ends.append(len(self.terms))
+        self.phrases += phrases
+        self.phrase_ends.append(len(self.phrases))
+        self.asks.append(asks)
+        self._read = None
+        return len(self.ends) - 1
 
-# The entries of a batch's rows: index rows, values and the profile each belongs to.
-Entries = tuple[Ints, Floats, Ints]
+    def matrices(self, width: int) -> tuple[sparse.csr_matrix, sparse.csr_matrix, Bools]:
+        """(asked, phrases, asks): parts x terms (`width` of them, as the index has now)."""
+        if self._read is None or self._read[0].shape[1] != width:
+            size = len(self.ends)
+            self._read = (
+                _csr(self.summed, self.terms, self.ends, (size, width)),
+                _csr(np.ones(len(self.phrases)), self.phrases, self.phrase_ends, (size, width)),
+                np.array(self.asks, dtype=np.bool_),
+            )
+        return self._read
 
 
 class RowCompiler:
@@ -77,10 +93,13 @@ class RowCompiler:
         self.stats = stats
         self.weights = weights
         self.compiler = compiler
+        self._part_rows = _PartRows()
         self._parts = Parts(weights, self._part)
         self._excluded: dict[str, list[int]] = {}
-        # Term → its index row (None when no paper holds it) and IDF.
-        self._terms: dict[str, tuple[int | None, float]] = {}
+        # Term → its index row (None when no paper holds it).
+        self._terms: dict[str, int | None] = {}
+        self._idf: Floats = np.zeros(0, dtype=np.float64)  # per index row, once asked for
+        self._idf_known: dict[int, float] = {}
 
     def profile(self, request: Request) -> Profile:
         """The request's `Profile` (for `judge`, which a few pairs need)."""
@@ -90,19 +109,13 @@ class RowCompiler:
     def rows(self, chunk: Sequence[Request]) -> Rows:
         """The rows of a batch of requests. Raises ConfigError (naming the file) for a
         subscriber whose interests give nothing to match."""
-        found: list[int] = []
-        summed: list[float] = []
-        weights: list[float] = []
-        idf: list[float] = []
-        single: list[bool] = []
+        made_of: list[int] = []  # the parts of each profile in turn
         sizes: list[int] = []
-        plain: list[int] = []
-        phrases: list[tuple[int, int]] = []
         vetoes: list[tuple[int, int]] = []
         authors: list[tuple[Name, ...]] = []
         profiles: dict[int, Profile] = {}
-        parts_of: dict[int, list[_Part]] = {}
         of = self._parts.of
+        excluded = self._excluded
         for r, request in enumerate(chunk):
             interests = request[0].interests
             people: tuple[Name, ...] = ()
@@ -111,55 +124,51 @@ class RowCompiler:
             authors.append(people)
             if interests.liked:
                 profiles[r] = self.profile(request)
+                sizes.append(0)
                 continue
             parts = of(interests)
-            if not people and not any(part.asks for part in parts):
-                self.profile(request)  # raises the subscriber's ConfigError
-            before = len(found)
-            for part in parts:
-                found += part.rows
-                summed += part.summed
-                weights += part.weights
-                idf += part.idf
-                single += part.single
-                if part.phrases:
-                    phrases += zip(repeat(r), part.phrases)
-            sizes.append(len(found) - before)
-            plain.append(r)
-            parts_of[r] = parts
-            for excluded in interests.exclude:
-                vetoes += zip(repeat(r), self._excluded.get(excluded) or self._exclude(excluded))
-        owner = np.repeat(np.array(plain, dtype=np.int64), sizes)
-        entries = _summed(
-            self.index,
-            (np.array(found, dtype=np.int64), np.array(weights, dtype=np.float64), owner),
-            np.array(summed, dtype=np.float64),
-            np.array(idf, dtype=np.float64),
-            np.array(single, dtype=np.bool_),
-            parts_of,
-        )
-        return self._rows(len(chunk), entries, phrases, vetoes, authors, profiles)
+            made_of += parts
+            sizes.append(len(parts))
+            for written in interests.exclude:
+                found = excluded[written] if written in excluded else self._exclude(written)
+                vetoes += zip(repeat(r), found)
+        width = len(self.index.ids)
+        asked, phrases, asks = self._part_rows.matrices(width)
+        ends = np.cumsum(sizes)
+        made = _csr(np.ones(len(made_of)), made_of, ends, (len(chunk), len(asks)))
+        asking = made @ asks.astype(np.float64)  # per profile: its parts that ask anything
+        for r in np.flatnonzero(asking == 0).tolist():
+            if r not in profiles and not authors[r]:
+                self.profile(chunk[r])  # raises the subscriber's ConfigError
+        summed = made @ asked
+        summed.data *= self._idf_of(width)[summed.indices]
+        return self._rows(len(chunk), summed, made @ phrases, vetoes, authors, profiles)
 
     def _rows(
         self,
         size: int,
-        entries: Entries,
-        phrases: list[tuple[int, int]],
+        weights: sparse.csr_matrix,
+        phrases: sparse.csr_matrix,
         vetoes: list[tuple[int, int]],
         authors: list[tuple[Name, ...]],
         profiles: dict[int, Profile],
     ) -> Rows:
         index = self.index
         width = len(index.ids)
+        ranks = index.ranks()
+        entries = _in_order(weights, ranks)
         ids, values, owner = entries
         # Keyword phrases (each once per profile) and what a title mention of each adds.
-        pairs = np.unique(np.array(phrases, dtype=np.int64).reshape(-1, 2), axis=0)
-        phrase_keys = pairs[:, 0] * width + pairs[:, 1]
+        phrase_owner = np.repeat(np.arange(size, dtype=np.int64), np.diff(phrases.indptr))
+        phrase_keys = np.unique(phrase_owner * width + phrases.indices)
         keys = owner * width + ids
-        by_key = np.argsort(keys)
-        at = by_key[np.searchsorted(keys, phrase_keys, sorter=by_key)]
+        phrase = np.isin(keys, phrase_keys, assume_unique=True)
         w = self.weights
-        lifts = (pairs[:, 1], np.maximum(w.threshold - w.title * values[at], 0.0), pairs[:, 0])
+        lifts = (
+            ids[phrase],
+            np.maximum(w.threshold - w.title * values[phrase], 0.0),
+            owner[phrase],
+        )
         veto_pairs = np.array(vetoes, dtype=np.int64).reshape(-1, 2)
         vetoed = (veto_pairs[:, 1], np.ones(len(veto_pairs)), veto_pairs[:, 0])
         combined = entries
@@ -173,61 +182,54 @@ class RowCompiler:
             )
             excluded = [[(t, 1.0) for t in p.exclude] for _, p in liked]
             vetoed = _joined(vetoed, _lookup(index, [r for r, _ in liked], excluded))
-        ranks = index.ranks()
         # Only the terms that could be named in a reason (keyword phrases always can).
         floor = REASON_FLOOR * w.threshold
-        phrase = np.isin(keys, phrase_keys)
         nameable = phrase | (values * index.bounds()[ids] >= floor)
-        asked, order = _matrix(size, len(index.ids), None, _kept(entries, nameable))
+        asked, order = _matrix(size, width, None, _kept(entries, nameable))
         return Rows(
             weights=_matrix(
-                size, len(index.ids), ranks if profiles else None, _kept(combined, combined[1] != 0)
+                size, width, ranks if profiles else None, _kept(combined, combined[1] != 0)
             )[0],
-            lifts=_matrix(size, len(index.ids), ranks, _kept(lifts, lifts[1] != 0))[0],
-            vetoes=_matrix(size, len(index.ids), ranks, vetoed)[0],
+            lifts=_matrix(size, width, ranks, _kept(lifts, lifts[1] != 0))[0],
+            vetoes=_matrix(size, width, ranks, vetoed)[0],
             asked=asked,
             phrase=phrase[nameable][order],
             authors=authors,
             profiles=profiles,
         )
 
-    def _part(self, adds: Asks, phrases: tuple[str, ...]) -> _Part:
+    def _part(self, adds: Asks, phrases: tuple[str, ...]) -> int:
         summed: dict[str, float] = {}
-        repeated: set[str] = set()
+        get = summed.get
         for term, weight in adds:
-            if term in summed:
-                summed[term] += weight
-                repeated.add(term)
-            else:
-                summed[term] = 0.0 + weight  # as `Compiler._asked` sums, from 0.0
+            summed[term] = get(term, 0.0) + weight  # as `Compiler._asked` sums, from 0.0
         known = self._terms
-        terms = list(summed)
-        found = [known.get(t) or self._learn(t) for t in terms]
-        idf = [rarity for _, rarity in found]
-        kept = list(summed.values())
-        if any(row is None for row, _ in found):
-            held = [row is not None for row, _ in found]
-            found = list(compress(found, held))
-            idf, kept = list(compress(idf, held)), list(compress(kept, held))
-            terms = list(compress(terms, held))
-        rows = [row for row, _ in found if row is not None]
-        return _Part(
-            rows=rows,
-            summed=kept,
-            weights=list(map(mul, kept, idf)),
-            idf=idf,
-            single=[t not in repeated for t in terms] if repeated else [True] * len(terms),
-            adds=adds,
-            terms=tuple(terms),
-            phrases=[row for t in phrases if (row := self._row(t)) is not None],
-            asks=bool(summed),
-        )
+        rows: list[int] = []
+        kept: list[float] = []
+        for term, value in summed.items():
+            row = known[term] if term in known else self._learn(term)
+            if row is not None:
+                rows.append(row)
+                kept.append(value)
+        found = [row for t in phrases if (row := self._row(t)) is not None]
+        return self._part_rows.add(rows, kept, found, bool(summed))
 
-    def _learn(self, term: str) -> tuple[int | None, float]:
+    def _learn(self, term: str) -> int | None:
         # Only a term some paper holds needs its IDF (the others are left out of rows).
-        row = self._row(term)
-        found = self._terms[term] = (row, 0.0 if row is None else self.stats.idf(term))
-        return found
+        row = self._terms[term] = self._row(term)
+        if row is not None:
+            self._idf_known[row] = self.stats.idf(term)
+        return row
+
+    def _idf_of(self, width: int) -> Floats:
+        """Per index row: its IDF, for the rows asked for so far."""
+        if self._idf_known:
+            if len(self._idf) < width:
+                self._idf = np.r_[self._idf, np.zeros(width - len(self._idf))]
+            rows = np.fromiter(self._idf_known.keys(), np.int64, len(self._idf_known))
+            self._idf[rows] = np.fromiter(self._idf_known.values(), np.float64, len(rows))
+            self._idf_known = {}
+        return self._idf
 
     def _exclude(self, excluded: str) -> list[int]:
         rows = [row for t in clause_terms(excluded) if (row := self._row(t)) is not None]
@@ -241,48 +243,39 @@ class RowCompiler:
         return row
 
 
-def _summed(
-    index: PaperIndex,
-    entries: Entries,
-    summed: Floats,
-    idf: Floats,
-    single: Bools,
-    parts_of: dict[int, list[_Part]],
-) -> Entries:
-    """Each profile's terms once, in sorted order, weighed as `Compiler.compile` weighs
-    them: a term several parts ask for is summed over every addition, in order."""
-    ids, weights, owner = entries
-    order = np.lexsort((index.ranks()[ids], owner))  # stable: parts stay in order
-    ids, weights, owner = ids[order], weights[order], owner[order]
-    summed, idf, single = summed[order], idf[order], single[order]
-    again = np.r_[False, (owner[1:] == owner[:-1]) & (ids[1:] == ids[:-1])]
-    first = np.flatnonzero(~again)
-    if len(first) >= len(ids):  # (one more when there are none)
-        return ids, weights, owner
-    count = np.diff(np.r_[first, len(ids)])
-    repeated = np.flatnonzero(count > 1)
-    starts, counts = first[repeated], count[repeated]
-    exact = np.minimum.reduceat(single, first)[repeated]
-    # Parts that each add the term once: their sums, added in order, are the additions.
-    total = np.zeros(len(repeated))
-    for k in range(int(counts.max())):
-        more = counts > k
-        total[more] += summed[starts[more] + k]
-    weights = weights.copy()
-    weights[starts] = total * idf[starts]
-    for g in np.flatnonzero(~exact).tolist():
-        # A part adds the term more than once: summed addition by addition.
-        start = int(starts[g])
-        r, row = int(owner[start]), int(ids[start])
-        value = 0.0
-        for part in parts_of[r]:
-            if row in part.rows:
-                term = part.terms[part.rows.index(row)]
-                for added, weight in part.adds:
-                    if added == term:
-                        value += weight
-        weights[start] = value * float(idf[start])
-    return ids[first], weights[first], owner[first]
+# The entries of a batch's rows: index rows, values and the profile each belongs to.
+Entries = tuple[Ints, Floats, Ints]
+
+
+def _csr(
+    data: Sequence[float] | Floats,
+    indices: Sequence[int],
+    ends: Sequence[int] | Ints,
+    shape: tuple[int, int],
+) -> sparse.csr_matrix:
+    """A CSR matrix with its entries exactly as given, in that order (duplicates too)."""
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    indptr[1:] = ends
+    return sparse.csr_matrix(
+        (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), indptr),
+        shape=shape,
+    )
+
+
+def _in_order(matrix: sparse.csr_matrix, ranks: Floats) -> Entries:
+    """The matrix's entries, each row in the terms' sorted order (`ranks`)."""
+    matrix.sort_indices()  # by row number: the sorted order, but for long phrases found later
+    owner = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    ids = matrix.indices.astype(np.int64)
+    values = matrix.data
+    rank = ranks[ids]
+    unsorted = np.flatnonzero((rank[1:] < rank[:-1]) & (owner[1:] == owner[:-1]))
+    if len(unsorted):
+        # Rows holding a long phrase found later: sorted again by rank, in their places.
+        again = np.flatnonzero(np.isin(owner, owner[unsorted]))
+        order = again[np.lexsort((rank[again], owner[again]))]
+        ids[again], values[again] = ids[order], values[order]
+    return ids, values, owner
 
 
 def _lookup(
