@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,39 +49,80 @@ class Rows:
     profiles: dict[int, Profile]
 
 
+class _Column:
+    """A column of numbers that grows at its end (doubling its room), kept as an array."""
+
+    def __init__(self, dtype: type[np.generic]) -> None:
+        self.values: npt.NDArray[Any] = np.zeros(1024, dtype=dtype)
+        self.size = 0
+
+    def extend(self, more: Sequence[float] | Sequence[int]) -> None:
+        end = self.size + len(more)
+        if end > len(self.values):
+            self.values = np.resize(self.values, max(end, 2 * len(self.values)))
+        self.values[self.size : end] = more
+        self.size = end
+
+
 class _PartRows:
     """The parts of a run, each a row: what it asks of each term (summed, before IDF),
-    and its keyword phrases. Grows as parts are met; read as matrices per batch."""
+    and its keyword phrases. Parts are added as they are met (to lists, then to arrays
+    once per batch); a batch reads the rows of the parts it uses."""
 
     def __init__(self) -> None:
-        self.terms: list[int] = []
-        self.summed: list[float] = []
-        self.ends: list[int] = []  # where each part's entries end
-        self.phrases: list[int] = []
-        self.phrase_ends: list[int] = []
-        self.asks: list[bool] = []  # whether it asks for any term at all
-        self._read: tuple[sparse.csr_matrix, sparse.csr_matrix, Bools] | None = None
+        self._terms, self._summed = _Column(np.int64), _Column(np.float64)
+        self._phrases = _Column(np.int64)
+        # Per part: where its entries and its phrases start and end, and whether it asks
+        # for any term at all.
+        self._bounds, self._asks = _Column(np.int64), _Column(np.bool_)
+        self._new: tuple[list[int], list[float], list[int], list[int], list[bool]]
+        self._new = ([], [], [], [], [])
+        self._count = 0
 
     def add(self, terms: list[int], summed: list[float], phrases: list[int], asks: bool) -> int:
-        self.terms += terms
-        self.summed += summed
-        self.ends.append(len(self.terms))
-        self.phrases += phrases
-        self.phrase_ends.append(len(self.phrases))
-        self.asks.append(asks)
-        self._read = None
-        return len(self.ends) - 1
+        new_terms, new_summed, new_phrases, bounds, new_asks = self._new
+        begin = self._terms.size + len(new_terms)
+        phrases_begin = self._phrases.size + len(new_phrases)
+        new_terms += terms
+        new_summed += summed
+        new_phrases += phrases
+        bounds += (begin, begin + len(terms), phrases_begin, phrases_begin + len(phrases))
+        new_asks.append(asks)
+        self._count += 1
+        return self._count - 1
 
-    def matrices(self, width: int) -> tuple[sparse.csr_matrix, sparse.csr_matrix, Bools]:
-        """(asked, phrases, asks): parts x terms (`width` of them, as the index has now)."""
-        if self._read is None or self._read[0].shape[1] != width:
-            size = len(self.ends)
-            self._read = (
-                _csr(self.summed, self.terms, self.ends, (size, width)),
-                _csr(np.ones(len(self.phrases)), self.phrases, self.phrase_ends, (size, width)),
-                np.array(self.asks, dtype=np.bool_),
-            )
-        return self._read
+    def matrices(
+        self, used: Ints, width: int
+    ) -> tuple[sparse.csr_matrix, sparse.csr_matrix, Bools]:
+        """The `used` parts' rows (asked, phrases: len(used) x `width`) and whether each
+        asks for any term."""
+        new_terms, new_summed, new_phrases, bounds, new_asks = self._new
+        if new_asks:
+            self._terms.extend(new_terms)
+            self._summed.extend(new_summed)
+            self._phrases.extend(new_phrases)
+            self._bounds.extend(bounds)
+            self._asks.extend(new_asks)
+            self._new = ([], [], [], [], [])
+        where = self._bounds.values[: 4 * self._count].reshape(-1, 4)[used]
+        entries, ends = _gathered(where[:, 0], where[:, 1])
+        phrases, phrase_ends = _gathered(where[:, 2], where[:, 3])
+        shape = (len(used), width)
+        asked = _csr(self._summed.values[entries], self._terms.values[entries], ends, shape)
+        ones = np.ones(len(phrases))
+        return (
+            asked,
+            _csr(ones, self._phrases.values[phrases], phrase_ends, shape),
+            self._asks.values[used].astype(np.bool_),
+        )
+
+
+def _gathered(starts: Ints, stops: Ints) -> tuple[Ints, Ints]:
+    """The positions from each start to its stop, one run after the other, and where
+    each run ends among them."""
+    sizes = stops - starts
+    ends = np.cumsum(sizes)
+    return np.repeat(starts - ends + sizes, sizes) + np.arange(ends[-1] if len(ends) else 0), ends
 
 
 class RowCompiler:
@@ -133,9 +175,9 @@ class RowCompiler:
                 found = excluded[written] if written in excluded else self._exclude(written)
                 vetoes += zip(repeat(r), found)
         width = len(self.index.ids)
-        asked, phrases, asks = self._part_rows.matrices(width)
-        ends = np.cumsum(sizes)
-        made = _csr(np.ones(len(made_of)), made_of, ends, (len(chunk), len(asks)))
+        used, local = np.unique(np.array(made_of, dtype=np.int64), return_inverse=True)
+        asked, phrases, asks = self._part_rows.matrices(used, width)
+        made = _csr(np.ones(len(made_of)), local, np.cumsum(sizes), (len(chunk), len(used)))
         asking = made @ asks.astype(np.float64)  # per profile: its parts that ask anything
         for r in np.flatnonzero(asking == 0).tolist():
             if r not in profiles and not authors[r]:
@@ -248,10 +290,7 @@ Entries = tuple[Ints, Floats, Ints]
 
 
 def _csr(
-    data: Sequence[float] | Floats,
-    indices: Sequence[int],
-    ends: Sequence[int] | Ints,
-    shape: tuple[int, int],
+    data: npt.ArrayLike, indices: npt.ArrayLike, ends: npt.ArrayLike, shape: tuple[int, int]
 ) -> sparse.csr_matrix:
     """A CSR matrix with its entries exactly as given, in that order (duplicates too)."""
     indptr = np.zeros(shape[0] + 1, dtype=np.int64)
