@@ -19,11 +19,14 @@ from types import ModuleType
 import numpy as np
 import pytest
 from helpers import corpus_papers, subscriber_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import sparse
 
 from digest.analysis import CorpusStats, PaperText, analyse, find_hit
 from digest.config import load_subscriber
 from digest.errors import ConfigError
-from digest.index import Request, _Work, select_many
+from digest.index import Request, _Work, dense_product, select_many
 from digest.match import WEIGHTS, Profile, compile_profile, select
 from digest.models import Interests, Match, Paper, Subscriber
 from digest.postings import INDEXED_PHRASE, PaperIndex
@@ -356,3 +359,28 @@ def test_profiles_compiled_many_at_a_time_are_those_compiled_one_by_one(
         asked_by = Counter(t for part in parts for t in reference_terms(part, stats))
         repeated += any(n > 1 for n in asked_by.values())
     assert repeated > 100
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(0, 12), st.integers(1, 30), st.integers(0, 9)),
+    density=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_one_pass_product_is_scipys_product_to_the_last_bit(
+    shape: tuple[int, int, int], density: float, seed: int
+) -> None:
+    rows, inner, columns = shape
+    rng = np.random.default_rng(seed)
+    a = sparse.random(rows, inner, density=density, format="csr", random_state=rng)
+    b = sparse.random(inner, columns, density=density, format="csr", random_state=rng)
+    a.data *= rng.choice([1e-9, 1.0, 1e9], size=a.nnz)  # sums whose order shows
+    for r in range(rows):  # each row's terms in an order of its own, as a profile's are
+        span = slice(a.indptr[r], a.indptr[r + 1])
+        order = rng.permutation(span.stop - span.start)
+        a.indices[span], a.data[span] = a.indices[span][order], a.data[span][order]
+    a.has_sorted_indices = False
+    expected = (a @ b).toarray()
+    found = dense_product(a, b)
+    assert found.shape == expected.shape
+    assert found.tobytes() == expected.tobytes()
