@@ -217,15 +217,23 @@ class Parts(Generic[T]):
 
     Subscribers share keywords, and descriptions share clauses. Most pieces of a
     description are its subscriber's own, though: a piece is kept from the second
-    subscriber who writes it on.
+    subscriber who writes it on, unless `every_piece` (for a `build` whose parts are
+    kept anyway).
     """
 
-    def __init__(self, weights: Weights, build: Callable[[Asks, tuple[str, ...]], T]) -> None:
+    def __init__(
+        self,
+        weights: Weights,
+        build: Callable[[Asks, tuple[str, ...]], T],
+        *,
+        every_piece: bool = False,
+    ) -> None:
         self.weights = weights
         self._build = build
         self._keywords: dict[str, T] = {}
         self._pieces: dict[str, T] = {}
         self._once: set[str] = set()
+        self._every_piece = every_piece
 
     def of(self, interests: Interests) -> list[T]:
         """The parts of the keywords, then of the description's pieces, in order."""
@@ -247,7 +255,7 @@ class Parts(Generic[T]):
     def _piece(self, piece: str) -> T:
         w = self.weights
         part = self._build(piece_asks(piece, w.description_item, w.description, w.part), ())
-        if piece in self._once:
+        if self._every_piece or piece in self._once:
             self._pieces[piece] = part
         else:
             self._once.add(piece)

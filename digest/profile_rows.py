@@ -136,7 +136,8 @@ class RowCompiler:
         self.weights = weights
         self.compiler = compiler
         self._part_rows = _PartRows()
-        self._parts = Parts(weights, self._part)
+        # A part is a row of `_part_rows` however often it is met: remember each one.
+        self._parts = Parts(weights, self._part, every_piece=True)
         self._excluded: dict[str, list[int]] = {}
         # Term → its index row (None when no paper holds it).
         self._terms: dict[str, int | None] = {}
