@@ -20,6 +20,8 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import queue
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,6 +94,12 @@ def _without_gc() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            if not gc.get_freeze_count():
+                # The first young collection would scan all that was made meanwhile (a
+                # second or two of a large run), mostly matches that live on: they go
+                # to the oldest generation at once, as surviving collections would.
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
@@ -389,15 +397,28 @@ def _can_fork() -> bool:
 
 def _shared(work: _Work, batches: Sequence[Sequence[Request]], workers: int) -> list[list[Match]]:
     """The batches' matches, in order, from this process and `workers` - 1 forked copies
-    of it (the index is shared, not sent), each taking the next batch when free."""
+    of it (the index is shared, not sent), each taking the next batch when free.
+
+    The others send each batch's verdicts when it is done, and this process makes their
+    Matches between batches of its own: that work is shared out as the batches are, and
+    little is left to do after the last one. A thread per worker reads what it sends,
+    so that no worker waits for this process to be free to read.
+    """
     context = multiprocessing.get_context("fork")
     counter = context.Value("l", 0)
     children = [_start(context, work, batches, counter) for _ in range(workers - 1)]
+    arrived: queue.SimpleQueue[tuple[int, Verdicts] | None] = queue.SimpleQueue()
+    readers = [threading.Thread(target=_receive, args=(c, arrived), daemon=True) for c in children]
+    for reader in readers:
+        reader.start()
+    done: dict[int, list[list[Match]]] = {}
     try:
-        # This process makes its Matches as it goes: the others' wait for their end.
-        done = {taken: work.matches(v) for taken, v in work.take(batches, counter)}
-        for child in children:
-            done.update((taken, work.matches(v)) for taken, v in _finish(child))
+        running = len(children)
+        for taken, verdicts in work.take(batches, counter):
+            done[taken] = work.matches(verdicts)
+            running -= _arrived(arrived, work, done, wait=False)
+        while running:
+            running -= _arrived(arrived, work, done, wait=True)
         for taken, chunk in enumerate(batches):
             if taken not in done:
                 # A worker failed: redo its share here, where an error reaches the caller.
@@ -406,8 +427,45 @@ def _shared(work: _Work, batches: Sequence[Sequence[Request]], workers: int) -> 
         for child in children:
             if child.process.is_alive():
                 child.process.terminate()
-                child.process.join()
+            child.process.join()
+        for reader in readers:
+            reader.join()
+        for child in children:
+            child.results.close()
     return [m for taken in range(len(batches)) for m in done[taken]]
+
+
+def _receive(child: _Child, arrived: queue.SimpleQueue[tuple[int, Verdicts] | None]) -> None:
+    """What a worker sends, as it comes, then None when it has ended (or died)."""
+    try:
+        while (finished := child.results.recv()) is not None:
+            arrived.put(finished)
+    except (EOFError, OSError):
+        pass
+    finally:
+        arrived.put(None)
+
+
+def _arrived(
+    arrived: queue.SimpleQueue[tuple[int, Verdicts] | None],
+    work: _Work,
+    done: dict[int, list[list[Match]]],
+    *,
+    wait: bool,
+) -> int:
+    """The Matches of the batches workers have sent so far (waiting for something first,
+    if `wait`), into `done`: how many workers have ended meanwhile."""
+    ended = 0
+    try:
+        finished = arrived.get(block=wait)
+        while True:
+            if finished is None:
+                ended += 1
+            else:
+                done[finished[0]] = work.matches(finished[1])
+            finished = arrived.get(block=False)
+    except queue.Empty:
+        return ended
 
 
 @dataclass(frozen=True)
@@ -433,23 +491,13 @@ def _child(
     work: _Work, batches: Sequence[Sequence[Request]], counter: Counter, send: Connection
 ) -> None:
     try:
-        send.send(list(work.take(batches, counter)))
+        for finished in work.take(batches, counter):
+            send.send(finished)
+        send.send(None)
     except DigestError:
         send.send(None)  # the parent redoes the work and reports it, with its own traceback
     finally:
         send.close()
-
-
-def _finish(child: _Child) -> list[tuple[int, Verdicts]]:
-    """What a worker did: nothing when it failed."""
-    try:
-        done: list[tuple[int, Verdicts]] | None = child.results.recv()
-    except EOFError:
-        done = None
-    finally:
-        child.results.close()
-        child.process.join()
-    return done or []
 
 
 def _verdict(

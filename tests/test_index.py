@@ -8,6 +8,7 @@ profiles; every comparison is on ids, order, scores and reasons at once (Match e
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import importlib.util
 import sys
 from collections import Counter
@@ -204,6 +205,26 @@ def test_two_worker_processes_give_the_same_matches_as_one(
     requests: list[Request] = [(s, papers[:200], ()) for s in variety(papers)]
     alone = select_many(requests, stats, analysed=analysed, batch=4)
     assert select_many(requests, stats, analysed=analysed, batch=4, workers=2) == alone
+
+
+def test_matching_leaves_the_collector_on_and_what_the_caller_froze_frozen(
+    store: tuple[list[Paper], dict[str, PaperText], CorpusStats],
+) -> None:
+    papers, analysed, stats = store
+    requests: list[Request] = [(s, papers[:100], ()) for s in variety(papers)]
+    assert gc.isenabled()
+    select_many(requests, stats, analysed=analysed)
+    assert gc.isenabled()
+    kept = [object() for _ in range(3)]  # something of the caller's
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        select_many(requests, stats, analysed=analysed)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == frozen, "the caller's frozen objects stay frozen"
+    finally:
+        gc.unfreeze()
+    assert kept
 
 
 @pytest.mark.parametrize("workers", [1, 2])
