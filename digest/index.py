@@ -285,13 +285,13 @@ class _Work:
                 reasons += followed
             if not reasons:
                 # Many small matches and none to name: `judge` names the strongest.
-                profile = rows.profiles.get(r) or self.compiler.profile(chunk[r])
+                profile = self.compiler.held_profile(chunk[r], rows, r)
                 value, reasons = judge(profile, index.texts[p], index.hits[p])
                 if not reasons:
                     redo.add(r)
             chosen[r].append((p, value, reasons))
         for r in sorted(redo):
-            profile = rows.profiles.get(r) or self.compiler.profile(chunk[r])
+            profile = self.compiler.held_profile(chunk[r], rows, r)
             chosen[r] = self.pick_again(chunk[r], profile)
 
     def pick_again(self, request: Request, profile: Profile) -> list[Match_]:
