@@ -222,10 +222,77 @@ def clauses(text: str) -> list[Clause]:
 ITEM_WORDS = 3
 
 
-@lru_cache(maxsize=1 << 14)
-def _clauses(text: str) -> tuple[Clause, ...]:
-    """`clauses`, remembered: subscribers share keywords, and a run compiles them all."""
-    return tuple(clauses(text))
+# What a clause of an interest is, reduced to what asks need: its stems, which neighbours
+# are written together (`Clause.joined`) and how many words it was written with.
+_Reading = tuple[tuple[str, ...], tuple[bool, ...], int]
+
+
+@lru_cache(maxsize=1 << 16)
+def _chunk_reading(chunk: str) -> tuple[tuple[str, ...], tuple[bool, ...], bool, bool]:
+    """One whitespace-free stretch of a clause, read as `clauses` reads it: its stems,
+    which of them are written together, and whether no word stands before its first
+    stem and after its last (the whole stretch, when it has no stem).
+
+    Cached: descriptions are mostly new, but they are made of words written before.
+    """
+    stems: list[str] = []
+    spans: list[tuple[int, int]] = []
+    for match in _WORD.finditer(chunk):
+        start = match.start()
+        for word_stem, offset, length in _word_stems(match.group()):
+            stems.append(word_stem)
+            spans.append((start + offset, start + offset + length))
+    if not spans:
+        clean = not _WORD.search(chunk)
+        return (), (), clean, clean
+    joined = tuple(not _WORD.search(chunk, a, b) for (_, a), (b, _) in pairwise(spans))
+    open_start = not _WORD.search(chunk, 0, spans[0][0])
+    open_end = not _WORD.search(chunk, spans[-1][1])
+    return tuple(stems), joined, open_start, open_end
+
+
+def _read_clause(text: str) -> _Reading | None:
+    """`clauses(text)[0]` as a `_Reading`, for text with no clause mark and no backslash.
+
+    Read a whitespace-separated stretch at a time, without building tokens: a
+    description's pieces are mostly read once, so compiling many profiles spends its
+    time here. A word never spans whitespace, so the words of the stretches are the
+    words of the text, and the written words of the clause are the stretches from its
+    first stem to its last.
+    """
+    stems: list[str] = []
+    joined: list[bool] = []
+    first = last = 0
+    # Whether no word was written since the last stem.
+    open_ = False
+    for i, chunk in enumerate(text.split()):
+        chunk_stems, inner, open_start, open_end = _chunk_reading(chunk)
+        if not chunk_stems:
+            open_ = open_ and open_start
+            continue
+        if stems:
+            joined.append(open_ and open_start)
+        else:
+            first = i
+        joined += inner
+        stems += chunk_stems
+        open_ = open_end
+        last = i
+    if not stems:
+        return None
+    return tuple(stems), tuple(joined), last - first + 1
+
+
+def _readings(text: str) -> list[_Reading]:
+    """What `clauses(text)` says of each clause, in order, read the fast way when it can be."""
+    if "\\" in text:  # LaTeX commands could hide a mark, and their names stand between words
+        return [(c.stems, c.joined, c.words) for c in clauses(text)]
+    found = []
+    for piece in _CLAUSE_END.split(text):
+        reading = _read_clause(piece)
+        if reading is not None:
+            found.append(reading)
+    return found
 
 
 def _item_asks(stems: Sequence[str], weight: float, part: float) -> list[tuple[str, float]]:
@@ -243,9 +310,12 @@ def keyword_asks(
     """A keyword's (term, weight) additions in order, and its phrases: remembered, as
     subscribers share keywords."""
     adds: list[tuple[str, float]] = []
-    for clause in _clauses(keyword):
-        adds += _item_asks(clause.stems, weight, part)
-    return tuple(adds), tuple(" ".join(c.stems) for c in _clauses(keyword) if len(c.stems) > 1)
+    phrases: list[str] = []
+    for stems, _, _ in _readings(keyword):
+        adds += _item_asks(stems, weight, part)
+        if len(stems) > 1:
+            phrases.append(" ".join(stems))
+    return tuple(adds), tuple(phrases)
 
 
 def description_asks(
@@ -264,29 +334,32 @@ def piece_asks(text: str, item: float, prose: float, part: float) -> tuple[tuple
     """The (term, weight) additions of the clauses of `text` (a `clause_pieces` piece),
     in order."""
     adds: list[tuple[str, float]] = []
-    for clause in clauses(text):
-        if clause.words <= ITEM_WORDS:
-            adds += _item_asks(clause.stems, item, part)
+    for stems, joined, words in _readings(text):
+        if words <= ITEM_WORDS:
+            adds += _item_asks(stems, item, part)
             continue
-        adds += [(word, prose) for word in clause.stems]
-        adds += [(term, prose) for term in _joined_phrases(clause)]
+        adds += [(word, prose) for word in stems]
+        adds += [(term, prose) for term in _joined_phrases(stems, joined)]
     return tuple(adds)
 
 
 @lru_cache(maxsize=1 << 14)
 def clause_terms(text: str) -> tuple[str, ...]:
     """Each clause of `text` as one term (an exclude)."""
-    return tuple(" ".join(c.stems) for c in _clauses(text))
+    return tuple(" ".join(stems) for stems, _, _ in _readings(text))
 
 
-def _joined_phrases(clause: Clause) -> Iterator[str]:
-    """The phrases of two or three words written together in a clause of prose."""
-    stems = clause.stems
-    for i in range(len(stems)):
-        for j in range(i + 1, min(i + 3, len(stems))):
-            if not clause.joined[j - 1]:
-                break
-            yield " ".join(stems[i : j + 1])
+def _joined_phrases(stems: Sequence[str], joined: Sequence[bool]) -> list[str]:
+    """The phrases of two or three words written together in a clause of prose, each
+    two-word phrase followed by the three-word one that begins with it."""
+    found = []
+    for i in range(len(stems) - 1):
+        if joined[i]:
+            pair = f"{stems[i]} {stems[i + 1]}"
+            found.append(pair)
+            if i + 2 < len(stems) and joined[i + 1]:
+                found.append(f"{pair} {stems[i + 2]}")
+    return found
 
 
 # Author names

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from digest.text import acronyms, clauses, fold, name, phrases, same_person, tokens
+from digest.text import (
+    ITEM_WORDS,
+    acronyms,
+    clause_pieces,
+    clause_terms,
+    clauses,
+    description_asks,
+    fold,
+    keyword_asks,
+    name,
+    phrases,
+    piece_asks,
+    same_person,
+    tokens,
+)
 
 
 def stems(text: str) -> list[str]:
@@ -111,3 +127,100 @@ def test_an_acronym_defined_after_its_long_form_is_found() -> None:
         "low rank adapt": "lora",
         "squar kilometr array": "ska",
     }
+
+
+# What interests ask for, read the way papers are read (`clauses`): keywords, excludes and
+# description pieces are read by a faster path that must say exactly the same.
+
+
+def asked_by_clauses(text: str, item: float, prose: float, part: float) -> list[tuple[str, float]]:
+    """The definition: short clauses are list items, longer ones prose with the phrases
+    of two or three words written together."""
+    adds: list[tuple[str, float]] = []
+    for clause in clauses(text):
+        stems = clause.stems
+        if clause.words <= ITEM_WORDS:
+            adds.append((" ".join(stems), item))
+            if len(stems) > 1 and part:
+                adds += [(word, part * item) for word in stems]
+            continue
+        adds += [(word, prose) for word in stems]
+        for i in range(len(stems)):
+            for size in (2, 3):
+                run = stems[i : i + size]
+                if len(run) < size or not all(clause.joined[i : i + size - 1]):
+                    break
+                adds.append((" ".join(run), prose))
+    return adds
+
+
+INTEREST_WORDS = st.sampled_from(
+    [
+        *("galaxy", "galaxies", "dark", "matter", "halo", "language", "models", "vision"),
+        *("the", "of", "and", "with", "on", "in", "a", "vs", "e", "g", "i", "don't", "it's"),
+        *("GalaxyZoo", "TheGalaxy", "GalaxyOf", "ofThe", "DarkTheMatter", "AGNs", "AGN's", "LLaMA"),
+        *("HyperCLIP", "VideoICL", "SmolVLMs", "CoRoT", "eROSITA", "LLMs", "GPT4", "H2O"),
+        *("José", "Núñez", "matière", "e\u0301toile", "Ångström", "ﬁeld", "Straße", "İzmir"),
+        *("ΛCDM", "star-forming", "x_y", "snake_case", "3D", "2024", "rock'n'roll", "'s"),
+        *("\\emph{Dawn}", "\\alpha", '\\"U', "\\(", "\\"),
+    ]
+)
+SEPARATORS = st.sampled_from(
+    [
+        *(" ", " ", " ", "  ", "-", "/", ", ", ". ", " (", ") ", "\t", "\n", "'", "_"),
+        *("\u00a0", "\u2009", "&", " + ", "*", ": ", ";", "?", '"', "[", "}", "\u0301", ""),
+        "\u200b",
+    ]
+)
+INTEREST_TEXT = st.lists(st.tuples(INTEREST_WORDS, SEPARATORS), max_size=12).map(
+    lambda pairs: "".join(word + sep for word, sep in pairs)
+)
+ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+WEIGHTS = st.tuples(
+    st.sampled_from([1.0, 0.7]), st.sampled_from([0.5, 0.3]), st.sampled_from([0.0, 0.3, 0.25])
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(INTEREST_TEXT, ANY_TEXT), WEIGHTS)
+@example("stars that form in dense gas clouds", (1.0, 0.5, 0.3))
+@example("GalaxyZoo TheGalaxy dark-matter halos of AGNs", (1.0, 0.5, 0.3))
+@example("the dark matter halo", (1.0, 0.5, 0.3))
+@example("stars-that-form in dense-gas DarkTheMatter clouds", (1.0, 0.5, 0.3))
+@example("dark GalaxyOf halo HaloOf-ofThe dwarf", (1.0, 0.5, 0.3))
+@example("Papers on dark \\alpha matter halos", (1.0, 0.5, 0.3))
+@example("  \t ", (1.0, 0.5, 0.3))
+def test_interests_ask_for_exactly_what_their_clauses_say(
+    text: str, weights: tuple[float, float, float]
+) -> None:
+    item, prose, part = weights
+    assert list(piece_asks(text, item, prose, part)) == asked_by_clauses(text, item, prose, part)
+    expected_pieces = [
+        a for piece in clause_pieces(text) for a in asked_by_clauses(piece, *weights)
+    ]
+    assert description_asks(text, item, prose, part) == expected_pieces
+    assert clause_terms(text) == tuple(" ".join(c.stems) for c in clauses(text))
+    adds, joined = keyword_asks(text, item, part)
+    expected: list[tuple[str, float]] = []
+    for clause in clauses(text):
+        expected.append((" ".join(clause.stems), item))
+        if len(clause.stems) > 1 and part:
+            expected += [(word, part * item) for word in clause.stems]
+    assert list(adds) == expected
+    assert joined == tuple(" ".join(c.stems) for c in clauses(text) if len(c.stems) > 1)
+
+
+def test_a_description_reads_as_list_items_and_prose_with_phrases_written_together() -> None:
+    asked = dict(piece_asks("weak lensing", 1.0, 0.5, 0.3))
+    assert asked == {"weak lens": 1.0, "weak": 0.3, "lens": 0.3}
+    prose = [term for term, _ in piece_asks("stars that form in dense gas clouds", 1.0, 0.5, 0.3)]
+    assert prose == [
+        "star",
+        "form",
+        "dens",
+        "gas",
+        "cloud",
+        "dens gas",
+        "dens gas cloud",
+        "gas cloud",
+    ]
