@@ -231,7 +231,10 @@ class _Work:
         for key, members in groups.items():
             slots = self.allowed[key][1]
             group = np.array(members, dtype=np.int64)
-            block = scores[group[:, None], slots[None, :]]
+            if _every(group, scores.shape[0]) and _every(slots, scores.shape[1]):
+                block = scores  # (the usual case: everyone offered every paper)
+            else:
+                block = scores[group[:, None], slots[None, :]]
             upvotes = self.upvotes[slots]
             passing = (block >= thresholds[group, None]) & (upvotes[None, :] >= least[group, None])
             by_judge = np.flatnonzero(judged[group] & (wanted[group] > 0))
@@ -389,6 +392,11 @@ def dense_product(a: sparse.csr_matrix, b: sparse.csr_matrix) -> Floats:
     # (scipy-stubs types the last argument as indices; it is the dense output)
     _sparsetools.csr_todense(rows, columns, indptr, found, values, dense)  # type: ignore[arg-type]
     return dense
+
+
+def _every(picked: Ints, size: int) -> bool:
+    """Whether `picked` is 0, 1, ..., size - 1."""
+    return len(picked) == size and bool(np.array_equal(picked, np.arange(size)))
 
 
 def _can_fork() -> bool:
