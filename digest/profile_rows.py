@@ -45,7 +45,7 @@ class Rows:
     asked: sparse.csr_matrix  # the asked weights of profiles without liked papers
     phrase: Bools  # per entry of `asked`: a keyword phrase
     authors: list[tuple[Name, ...]]  # per profile: the people followed
-    # Per profile that likes papers: its `Profile` (the others' are compiled if needed).
+    # Per profile that likes papers: its `Profile` (the others': `held_profile`).
     profiles: dict[int, Profile]
 
 
@@ -145,7 +145,7 @@ class RowCompiler:
         self._idf_known: dict[int, float] = {}
 
     def profile(self, request: Request) -> Profile:
-        """The request's `Profile` (for `judge`, which a few pairs need)."""
+        """The request's `Profile`, compiled (for those who like papers)."""
         subscriber, _, liked = request
         return compile_for(subscriber, self.stats, liked, self.weights, compiler=self.compiler)
 
