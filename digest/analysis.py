@@ -41,6 +41,10 @@ class FieldText:
     positions: Mapping[str, tuple[int, ...]]
     # surface() by (start, length): reasons for many subscribers quote the same words.
     _surfaces: dict[tuple[int, int], str] = field(default_factory=dict, compare=False, repr=False)
+    # (first token, past the last) → its surface and spaced words (`digest.match.named`).
+    _quoted: dict[tuple[int, int], tuple[str, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, text: str) -> FieldText:

@@ -215,18 +215,53 @@ def _field_reason(
 
 def named(text: FieldText, where: str, chosen: list[tuple[int, int]]) -> str | None:
     """The reason naming the matches `chosen` in a field, as (first token, past the last),
-    none overlapping another; `digest.judge_bulk` chooses them too."""
+    none overlapping another; `digest.judge_bulk` chooses them too.
+
+    The matches are named in order, each surface once, leaving out any whose words are
+    found in another named beside it: "halos" says nothing more beside "dark matter
+    halos" found elsewhere in the field (and two surfaces with the same words drop both).
+    """
     if len(chosen) == 1:
         start, end = chosen[0]
         return f"{where}: {text.surface(start, end - start)}"
     chosen.sort()
-    surfaces = list(dict.fromkeys([text.surface(s, e - s) for s, e in chosen]))
-    if len(surfaces) > 1:
-        # "halos" says nothing more beside "dark matter halos" found elsewhere in the field.
-        words = [_spaced_words(a) for a in surfaces]
-        # Found once, in its own place only (the NULs keep matches within one surface).
-        every = "\0".join(words)
-        surfaces = [a for a, mine in zip(surfaces, words, strict=True) if every.count(mine) == 1]
+    # Per match: its surface and its words, worked out once per field.
+    quoted = text._quoted
+    found = []
+    for span in chosen:
+        known = quoted.get(span)
+        if known is None:
+            start, end = span
+            surface = text.surface(start, end - start)
+            known = quoted[span] = (surface, _spaced_words(surface))
+        found.append(known)
+    # Two or three matches, the common cases, spelled out (the same as the general rule).
+    if len(found) == 2:
+        (a, words_a), (b, words_b) = found
+        if a == b:
+            return f"{where}: {a}"
+        if words_a in words_b:
+            return None if words_b in words_a else f"{where}: {b}"
+        return f"{where}: {a}" if words_b in words_a else f"{where}: {a}, {b}"
+    if len(found) == 3:
+        (a, words_a), (b, words_b), (c, words_c) = found
+        if a != b and b != c and a != c:
+            kept = [
+                s
+                for s, mine, one, two in (
+                    (a, words_a, words_b, words_c),
+                    (b, words_b, words_a, words_c),
+                    (c, words_c, words_a, words_b),
+                )
+                if mine not in one and mine not in two
+            ]
+            return f"{where}: {', '.join(kept)}" if kept else None
+    distinct = list(dict.fromkeys(found))
+    if len(distinct) == 1:
+        return f"{where}: {distinct[0][0]}"
+    # Found once, in its own place only (the NULs keep matches within one surface).
+    every = "\0".join([words for _, words in distinct])
+    surfaces = [surface for surface, words in distinct if every.count(words) == 1]
     return f"{where}: {', '.join(surfaces)}" if surfaces else None
 
 
