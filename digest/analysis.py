@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from digest.models import Paper
-from digest.text import Name, Token, acronyms, name, phrases, tokens
+from digest.text import Name, Token, acronyms, name, tokens
 
 # An abstract's length is measured against the store's average, and against this many
 # content words while the store is empty.
@@ -98,10 +98,35 @@ class PaperText:
 
     def terms(self, max_len: int) -> set[str]:
         """Every word and phrase of up to `max_len` words in the paper."""
-        found: set[str] = set()
+        found: set[str | None] = set()
         for text in self.fields.values():
-            found.update(term for term, _, _ in phrases(list(text.tokens), max_len))
-        return found
+            found.update(*grams(text.tokens, max_len))
+        found.discard(None)
+        return found  # type: ignore[return-value]
+
+
+def grams(toks: Sequence[Token], max_len: int) -> list[list[str | None]]:
+    """For n = 1..`max_len` (at least 1): the phrase of n tokens that begins at each token,
+    None where it would run into the next clause (`phrases`, a length at a time).
+
+    Built a length at a time from the one before, in list comprehensions: a paper's
+    words and phrases are read for every paper of a run, twice (`counted`, the index).
+    """
+    stems = [t.stem for t in toks]
+    found: list[list[str | None]] = [stems]  # type: ignore[list-item]
+    if max_len > 1:
+        marks = [t.clause for t in toks]
+        shorter: list[str | None] = stems  # type: ignore[assignment]
+        for n in range(1, max_len):
+            # Clauses never decrease: first and last token in one clause is all in one.
+            shorter = [
+                f"{phrase} {word}" if first == last else None
+                for phrase, word, first, last in zip(
+                    shorter, stems[n:], marks, marks[n:], strict=False
+                )
+            ]
+            found.append(shorter)
+    return found
 
 
 def counted(text: PaperText) -> tuple[set[str], int]:

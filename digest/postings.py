@@ -10,14 +10,18 @@ phrases found later among them), the order in which `judge` adds a profile's ter
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import chain
+from functools import lru_cache
+from itertools import chain, filterfalse, product, repeat, zip_longest
+from operator import add, is_not, itemgetter
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
-from digest.analysis import FIELDS, Evidence, Hit, PaperText, hit
+from digest.analysis import FIELDS, Evidence, Hit, PaperText, grams, hit
 from digest.text import Name, same_person
 
 # Phrases of up to this many words are indexed with every paper; a longer one (rare in
@@ -26,6 +30,9 @@ INDEXED_PHRASE = 3
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
+
+# Builds a NamedTuple (a Hit) from a tuple of its fields without its Python-level __new__.
+_new = tuple.__new__
 
 
 class PaperIndex:
@@ -39,21 +46,22 @@ class PaperIndex:
         self.hits: list[dict[str, Hit]] = [self._paper_hits(t) for t in self.texts]
         # Rows in the terms' sorted order: a profile's row, sorted too, is then summed by the
         # matrix product in the order `judge` sums it, to the last bit (see `ranks`).
-        self.names = sorted({term for found in self.hits for term in found})
-        self.ids = {term: row for row, term in enumerate(self.names)}
+        self.names = _sorted_terms(set(chain.from_iterable(self.hits)))
+        self.ids = dict(zip(self.names, range(len(self.names)), strict=True))
         sizes = [len(found) for found in self.hits]
-        get = self.ids.__getitem__
+        # The Hits of the entries, for `locate` (spans worked out when first needed).
+        self._entry_hits = list(chain.from_iterable(map(dict.values, self.hits)))
+        entries = len(self._entry_hits)
+        titles = map(is_not, map(itemgetter(0), self._entry_hits), repeat(None))
         # The (term, paper) entries of the matrices: row, column, Hit.value, title mention.
         self._entries: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], Floats, Floats] = (
-            np.fromiter((get(t) for found in self.hits for t in found), np.int32, sum(sizes)),
-            np.repeat(np.arange(len(self.hits), dtype=np.int32), sizes),
-            np.fromiter((h.value for found in self.hits for h in found.values()), np.float64),
             np.fromiter(
-                (h.title is not None for found in self.hits for h in found.values()), np.float64
+                map(self.ids.__getitem__, chain.from_iterable(self.hits)), np.int32, entries
             ),
+            np.repeat(np.arange(len(self.hits), dtype=np.int32), sizes),
+            np.fromiter(map(itemgetter(4), self._entry_hits), np.float64, entries),
+            np.fromiter(titles, np.float64, entries),
         )
-        # The Hits of the entries, for `locate` (spans worked out when first needed).
-        self._entry_hits = [h for found in self.hits for h in found.values()]
         # Long phrases, found when asked for: (row, paper, value, title) each.
         self._extra: list[tuple[int, int, float, float]] = []
         # Long phrases no paper holds: asked for again by other subscribers.
@@ -82,45 +90,39 @@ class PaperIndex:
 
     def _paper_hits(self, text: PaperText) -> dict[str, Hit]:
         """Every term of up to INDEXED_PHRASE words in the paper, with its Hit: what
-        `find_hit` would give, from one pass over the paper's words."""
-        # Per term: its first occurrence in title, keywords and abstract, and how many
-        # times the abstract holds it.
-        seen: dict[str, list[tuple[int, int] | int | None]] = {}
-        for slot, f in enumerate(FIELDS):
+        `find_hit` would give, from one pass over the paper's words.
+
+        Worked out a field at a time in C-level list, dict and map operations; the terms
+        come in the order they first occur (title, ai_keywords, abstract; by first word,
+        then length).
+        """
+        order: dict[str | None, None] = {}
+        # Per field: each term → its first occurrence (first token, tokens).
+        firsts: list[dict[str | None, tuple[int, int]]] = []
+        mentions: Counter[str | None] = Counter()
+        for f in FIELDS:
             toks = text.fields[f].tokens
-            stems = [t.stem for t in toks]
-            marks = [t.clause for t in toks]
-            size = len(toks)
-            for i in range(size):
-                clause = marks[i]
-                term = stems[i]
-                for j in range(i, min(i + INDEXED_PHRASE, size)):
-                    if j > i:
-                        if marks[j] != clause:
-                            break
-                        term = f"{term} {stems[j]}"
-                    entry = seen.get(term)
-                    if entry is None:
-                        entry = seen[term] = [None, None, None, 0]
-                    if entry[slot] is None:
-                        entry[slot] = (i, j - i + 1)
-                    if slot == 2:
-                        entry[3] += 1  # type: ignore[operator]
-        found: dict[str, Hit] = {}
-        evidence = self.evidence
-        b, k = evidence.length_normalisation, evidence.saturation
-        length = len(text.fields["abstract"].tokens) / evidence.abstract_length
-        for term, (title, keywords, abstract, mentions) in seen.items():
-            value = abstract_value = 0.0
-            if title is not None:
-                value += evidence.title
-            if keywords is not None:
-                value += evidence.ai_keywords
-            if abstract is not None:
-                count = mentions / (1 - b + b * length)  # type: ignore[operator]
-                abstract_value = count * (k + 1) / (count + k)
-                value += abstract_value
-            found[term] = Hit(title, keywords, abstract, abstract_value, value)  # type: ignore[arg-type]
+            # Every (first token, length) slot of the field in order, None where the
+            # phrase would cross a clause or run past the end.
+            slots = list(chain.from_iterable(zip_longest(*grams(toks, INDEXED_PHRASE))))
+            order.update(dict.fromkeys(slots))
+            # Later slots first, so a term's first slot is the one kept.
+            spans = reversed(_slot_spans(len(toks)))
+            firsts.append(dict(zip(reversed(slots), spans, strict=True)))
+            if f == "abstract":
+                mentions = Counter(slots)
+        order.pop(None, None)
+        terms = cast(list[str], list(order))
+        titles, keywords, abstracts = (list(map(first.get, terms)) for first in firsts)
+        counts = list(map(mentions.get, terms, repeat(0)))
+        # What a term is worth depends only on these, which few terms of a paper differ in.
+        in_title = map(is_not, titles, repeat(None))
+        in_keywords = map(is_not, keywords, repeat(None))
+        keys = list(zip(in_title, in_keywords, counts, strict=True))
+        size = len(text.fields["abstract"].tokens)
+        worth = {key: self._worth(size, *key) for key in set(keys)}
+        fields = map(add, zip(titles, keywords, abstracts, strict=True), map(worth.get, keys))
+        found: dict[str, Hit] = dict(zip(terms, map(_new, repeat(Hit), fields), strict=True))
         for long_form in text.acronyms:
             words = long_form.split()
             if len(words) <= INDEXED_PHRASE:
@@ -130,6 +132,25 @@ class PaperIndex:
                 else:
                     found[long_form] = acronym_hit
         return found
+
+    def _worth(
+        self, abstract_words: int, title: bool, keywords: bool, mentions: int
+    ) -> tuple[float, float]:
+        """(Hit.abstract_value, Hit.value) of a term in or not in a paper's title and
+        ai_keywords, mentioned `mentions` times in its abstract: as `hit` works them out."""
+        evidence = self.evidence
+        value = abstract_value = 0.0
+        if title:
+            value += evidence.title
+        if keywords:
+            value += evidence.ai_keywords
+        if mentions:
+            b, k = evidence.length_normalisation, evidence.saturation
+            length = abstract_words / evidence.abstract_length
+            count = mentions / (1 - b + b * length)
+            abstract_value = count * (k + 1) / (count + k)
+            value += abstract_value
+        return abstract_value, value
 
     def term(self, term: str) -> int | None:
         """The row of `term`, or None when no paper holds it."""
@@ -285,6 +306,24 @@ class PaperIndex:
             found[p] = (*found.get(p, ()), f"author: {self.texts[p].authors[place][0]}")
         self._followed[people] = found
         return found
+
+
+def _sorted_terms(terms: set[str]) -> list[str]:
+    """`sorted(terms)`, the ASCII ones sorted apart: Python compares strings of one byte a
+    character much faster, and the rest (a few words of other scripts) merge in cheaply."""
+    ascii_terms = sorted(filter(str.isascii, terms))
+    if len(ascii_terms) < len(terms):
+        ascii_terms += sorted(filterfalse(str.isascii, terms))
+        ascii_terms.sort()  # two sorted runs: merged
+    return ascii_terms
+
+
+@lru_cache(maxsize=1 << 10)
+def _slot_spans(size: int) -> tuple[tuple[int, int], ...]:
+    """(first token, length) of each phrase slot of a field of `size` tokens, first token
+    by first token, lengths 1..INDEXED_PHRASE (the order of `PaperIndex._paper_hits`'s
+    slots). Shared: fields of one size recur."""
+    return tuple(product(range(size), range(1, INDEXED_PHRASE + 1)))
 
 
 def _spans(found: Hit) -> tuple[int, int, int, int, int, int]:

@@ -15,7 +15,7 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from typing import NamedTuple
 
 import Stemmer
@@ -103,19 +103,33 @@ def tokens(text: str) -> list[Token]:
     """
     if "\\" in text:
         text = _LATEX_COMMAND.sub(lambda m: " " * len(m.group()), text)
-    stops = [m.start() for m in _CLAUSE_END.finditer(text)]
-    found: list[Token] = []
-    clause = 0
-    stop = 0  # the next clause-ending mark not yet passed
-    for match in _WORD.finditer(text):
-        start = match.start()
-        if stop < len(stops) and stops[stop] < start:
-            clause += 1
-            while stop < len(stops) and stops[stop] < start:
-                stop += 1
-        for word_stem, offset, length in _word_stems(match.group()):
-            found.append(Token(word_stem, start + offset, start + offset + length, clause))
-    return found
+    # Gaps and words in turn, from the gap before the first word: each word starts where
+    # the text before it ends, and starts a new clause when a gap before it holds a mark.
+    parts = _WORD_OR_GAP.split(text)
+    starts = list(accumulate(map(len, parts)))[::2]
+    clauses = accumulate(map(_clause_ends, parts[::2]))
+    return [
+        _new(Token, (word_stem, start + offset, start + past, clause))
+        for word, start, clause in zip(parts[1::2], starts, clauses, strict=False)
+        for word_stem, offset, past in _word_spans(word)
+    ]
+
+
+# Builds a NamedTuple (a Token) from a tuple of its fields without its Python-level __new__.
+_new = tuple.__new__
+_WORD_OR_GAP = re.compile(f"({_WORD.pattern})")
+
+
+@lru_cache(maxsize=1 << 12)
+def _clause_ends(gap: str) -> int:
+    """1 when the text between two words ends a clause, else 0. Cached: gaps recur."""
+    return 1 if _CLAUSE_END.search(gap) else 0
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_spans(word: str) -> tuple[tuple[str, int, int], ...]:
+    """`_word_stems(word)` with each part's end offset in place of its length."""
+    return tuple((part, offset, offset + length) for part, offset, length in _word_stems(word))
 
 
 @lru_cache(maxsize=1 << 16)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from digest.text import (
     ITEM_WORDS,
+    Token,
+    _word_stems,
     acronyms,
     clause_pieces,
     clause_terms,
@@ -224,3 +228,35 @@ def test_a_description_reads_as_list_items_and_prose_with_phrases_written_togeth
         "dens gas cloud",
         "gas cloud",
     ]
+
+
+def reference_tokens(text: str) -> list[tuple[str, int, int, int]]:
+    """`tokens` the plain way: word by word, a new clause after any mark since the last
+    word (or before the first), each word's parts as `_word_stems` reads them."""
+    if "\\" in text:
+        text = re.sub(r"\\[A-Za-z]+|\\.", lambda m: " " * len(m.group()), text)
+    found = []
+    clause = 0
+    last = 0
+    for match in re.finditer(r"[^\W_]+(?:'[^\W_]+)?", text):
+        if re.search(r"[.,;:!?()\[\]{}\"]", text[last : match.start()]):
+            clause += 1
+        last = match.end()
+        for word_stem, offset, length in _word_stems(match.group()):
+            start = match.start() + offset
+            found.append((word_stem, start, start + length, clause))
+    return found
+
+
+pieces = [*"aZé μ-'.,;:()\\\"{}_\n", "the ", "AGNs ", "GalaxyZoo", "emph", "don't"]
+written = st.lists(st.sampled_from(pieces), max_size=40).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(written)
+@example("(a) b. . c")
+@example(". Leading mark")
+@example("don't \\emph{stop}: GalaxyZoo's AGNs")
+def test_tokens_are_the_words_found_one_by_one_with_their_clauses(text: str) -> None:
+    assert [tuple(t) for t in tokens(text)] == reference_tokens(text)
+    assert all(type(t) is Token for t in tokens(text))

@@ -1,0 +1,52 @@
+"""A paper's words and phrases (digest.analysis), read a length at a time as `phrases` reads
+them."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from helpers import corpus_papers
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from digest.analysis import CorpusStats, analyse, grams
+from digest.text import phrases, tokens
+
+
+def test_grams_are_the_phrases_of_each_length_at_each_token() -> None:
+    toks = tokens("Dark matter halos, in dwarf galaxies; GalaxyZoo (RFI) radio frequency")
+    for max_len in (1, 2, 3, 4):
+        wanted: list[list[str | None]] = [[None] * max(len(toks) - n, 0) for n in range(max_len)]
+        for term, first, last in phrases(toks, max_len):
+            wanted[last - first][first] = term
+        assert grams(toks, max_len) == wanted
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["dark", "matter", "halo", ", ", ". ", " ", "-"]), max_size=30))
+def test_a_papers_terms_are_every_phrase_of_its_fields(pieces: list[str]) -> None:
+    toks = tokens("".join(pieces))
+    for max_len in (1, 2, 3):
+        terms = {term for term, _, _ in phrases(toks, max_len)}
+        found = {t for length in grams(toks, max_len) for t in length if t is not None}
+        assert found == terms
+
+
+def test_the_store_counts_each_term_once_a_paper_as_phrases_read() -> None:
+    texts = [analyse(p) for p in corpus_papers()[:150]]
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(
+            {term for f in text.fields.values() for term, _, _ in phrases(list(f.tokens), 2)}
+        )
+    stats = CorpusStats.from_analysed(texts)
+    kept = {t: n for t, n in counts.items() if n > 1 or " " not in t}
+    assert stats.frequencies == kept
+    assert stats.documents == len(texts)
+    for text in texts[:20]:
+        for max_len in (1, 2, 3, 4):
+            assert text.terms(max_len) == {
+                term
+                for f in text.fields.values()
+                for term, _, _ in phrases(list(f.tokens), max_len)
+            }
