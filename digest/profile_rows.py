@@ -249,6 +249,8 @@ class RowCompiler:
             )
             excluded = [[(t, 1.0) for t in p.exclude] for _, p in liked]
             vetoed = _joined(vetoed, _lookup(index, [r for r, _ in liked], excluded))
+            # Their long phrases may be new to the index: more terms, ranked among the rest.
+            width, ranks = len(index.ids), index.ranks()
         # Only the terms that could be named in a reason (keyword phrases always can).
         floor = REASON_FLOOR * w.threshold
         nameable = phrase | (values * index.bounds()[ids] >= floor)

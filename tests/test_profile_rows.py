@@ -121,3 +121,25 @@ def test_a_subscriber_asking_for_nothing_is_named_in_the_error(
         compiler.rows(
             [(subscriber_for("fine", keywords=["video"]), papers, ()), (empty, papers, ())]
         )
+
+
+def test_a_long_phrase_first_asked_by_someone_who_likes_papers_widens_every_matrix(
+    store: tuple[list[Paper], list[PaperText], CorpusStats],
+) -> None:
+    papers, texts, stats = store
+    index = PaperIndex(texts, Profile({}, abstract_length=stats.abstract_length).evidence)
+    compiler = RowCompiler(index, stats, WEIGHTS, Compiler(stats, WEIGHTS))
+    phrase = long_phrase(texts)
+    likes = subscriber_for("likes", keywords=[phrase], liked=[papers[2].id])
+    chunk: list[Request] = [(subscriber_for("plain", keywords=["video"]), papers, ())]
+    chunk.append((likes, papers, [papers[2]]))
+    known = len(index.ids)
+    rows = compiler.rows(chunk)
+    assert len(index.ids) > known, "the phrase is new to the index"
+    for matrix in (rows.weights, rows.lifts, rows.vetoes, rows.asked):
+        assert matrix.shape == (2, len(index.ids))
+    profile = compile_for(likes, stats, [papers[2]])
+    held = {t: w for t, w in profile.combined if t in index.ids and w != 0}
+    assert entries(rows.weights, 1, index.names) == held
+    ordered = list(entries(rows.weights, 1, index.names))
+    assert ordered == sorted(ordered)
