@@ -22,27 +22,26 @@ The batch path scores everyone with sparse products whose rows add each profile'
 in `judge`'s order (so the scores are `judge`'s, bit for bit), ranks each subscriber's
 pairs in arrays, and works out the reasons of the chosen pairs (about 880,000 here) for a
 whole batch at once (`digest.judge_bulk`) instead of calling `judge` pair by pair.
-Profiles are compiled straight into those rows (`digest.profile_rows`). What is left is
-mostly Python per subscriber: reading each description's own clauses (`digest.text`'s
-tokens, about a third of compiling), putting the rows together, and wording reasons not
-seen before.
+Keywords and description pieces are each read once per run into a row of a parts x
+terms matrix; a batch of profiles is a 0/1 matrix of their parts, and one more sparse
+product sums every term over the parts in order (`digest.profile_rows`). The scores come
+from one pass of scipy's product kernel (`digest.index.dense_product`), and the workers
+send each batch as it is done.
 
-Latest figures, 2-core shared machine (another process held one core at 100% with
-callgrind throughout, so the two workers mostly shared one core: wall clock is about
-the CPU time), Python 3.11.7, 2026-11-28, 100,000 subscribers x 1,000 papers, 2
-workers, --slice 200, runs alternating with the previous code (the one that called
-`judge` per pair) in the same conditions:
-  this code:     45.6 s wall / 45.8 s CPU (load 1.50 before); a few minutes earlier,
-                 before the last tuning of compiling, 53.6 s / 53.7 s (load 2.24)
-  previous code: 78.2 s wall / 82.2 s CPU (load 1.48),  58.4 s / 72.6 s (load 2.08)
-Best 45.6 s against 58.4 s; CPU 45.8-53.7 s against 72.6-82.2 s (about 35-45% less).
-Peak RSS 827-859 MB parent and 718-733 MB worker (previous: 861-865 and 762-774). The
-same 877,979 matches with the same 1,753,957 reasons as the previous code, and as the
-naive loop on the slice. At 50,000 subscribers in one process (CPU seconds, timed
-with wrappers): 22.5 in all, of which compiling rows 9.4, reasons 5.5 (ranking and the
-rest of choosing 1.9), building the index 1.2. Later the same day, on a quiet machine
-(load 1.00 before, nothing else running): 23.5 s wall / 41.5 s CPU, peak RSS 845 MB
-parent and 722 MB worker. The target is 10 s: not reached.
+Latest figures, 2-core machine, Python 3.11.7, 2026-11-28 (fourth session), 100,000
+subscribers x 1,000 papers, 2 workers, nothing else running (load about 1.0 before;
+this machine's speed drifts by 15 % within minutes, so runs of the same code differ):
+  this code:      13.99 s wall / 25.0 s CPU, 14.95 s / 26.5 s; alternating with the code
+                  before the last change (the paper analysis and index): 15.23 / 27.3
+                  and 13.79 / 24.7 against 13.29 / 23.2 and 15.53 / 27.4; the best run of
+                  the session, before that change, 12.67 s / 22.4 s (load 0.84)
+  session start:  26.04 s wall / 45.7 s CPU (load 0.53)
+Peak RSS 796-798 MB parent and 567-572 MB worker. The same 877,979 matches with the
+same 1,753,957 reasons as before, and as the naive loop on the slice. What is left, per
+2,048-subscriber batch once caches are warm (one process, CPU): about 0.35 s, of which
+the reasons 0.10, compiling rows 0.12 (reading the description pieces no one else
+wrote, 0.05), the product 0.07; before the workers start, analysing the papers and
+building the index take about 2 s. The target is 10 s: not reached.
 """
 
 from __future__ import annotations
