@@ -12,21 +12,15 @@ bit. The best pairs of each subscriber are then ranked as `select` ranks them an
 the reasons `judge` gives, worked out for all the pairs of a batch at once
 (`digest.judge_bulk`). A pair nothing can be named for on its own goes to `judge`, and
 so does every pair of a subscriber who likes papers. With `workers` > 1, forked
-processes take batches in turn until none is left.
+processes take batches in turn until none is left (`digest.workers`).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
-import queue
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +28,6 @@ from scipy import sparse
 from scipy.sparse import _sparsetools
 
 from digest.analysis import CorpusStats, PaperText, analyse
-from digest.errors import DigestError
 from digest.judge_bulk import Wording, field_reasons
 from digest.match import eligible, judge
 from digest.models import Match, Paper, Subscriber
@@ -42,12 +35,7 @@ from digest.postings import PaperIndex
 from digest.profile import WEIGHTS, Compiler, Profile, Weights
 from digest.profile_rows import Request as Request
 from digest.profile_rows import RowCompiler, Rows
-
-if TYPE_CHECKING:
-    from multiprocessing.sharedctypes import Synchronized
-
-    # The next batch not yet taken, shared by forked workers.
-    Counter = Synchronized[int]
+from digest.workers import can_fork, in_processes
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +121,9 @@ def _select_many(
     probe = Profile({}, weights=weights, abstract_length=stats.abstract_length)
     work = _Work(PaperIndex(texts, probe.evidence), stats, weights, allowed)
     batches = [requests[i : i + batch] for i in range(0, len(requests), batch)]
-    if workers > 1 and len(batches) > 1 and _can_fork():
-        chosen = _shared(work, batches, workers)
+    if workers > 1 and len(batches) > 1 and can_fork():
+        done = in_processes(lambda n: work.run(batches[n]), len(batches), work.matches, workers)
+        chosen = [m for matches in done for m in matches]
     else:
         chosen = [m for chunk in batches for m in work.matches(work.run(chunk))]
     log.debug("%d subscribers matched against %d papers", len(requests), len(papers))
@@ -173,19 +162,6 @@ class _Work:
     def matches(self, verdicts: Verdicts) -> list[list[Match]]:
         papers = self.index.papers
         return [[Match(papers[p], value, reasons) for p, value, reasons in v] for v in verdicts]
-
-    def take(
-        self, batches: Sequence[Sequence[Request]], counter: Counter
-    ) -> Iterator[tuple[int, Verdicts]]:
-        """Run the batches nobody has taken yet, one at a time: each process takes the next
-        when it is free, so the work splits evenly however busy the machine is."""
-        while True:
-            with counter.get_lock():
-                taken = counter.value
-                counter.value = taken + 1
-            if taken >= len(batches):
-                return
-            yield taken, self.run(batches[taken])
 
     def run(self, chunk: Sequence[Request]) -> Verdicts:
         """The verdicts of one batch of requests."""
@@ -397,115 +373,6 @@ def dense_product(a: sparse.csr_matrix, b: sparse.csr_matrix) -> Floats:
 def _every(picked: Ints, size: int) -> bool:
     """Whether `picked` is 0, 1, ..., size - 1."""
     return len(picked) == size and bool(np.array_equal(picked, np.arange(size)))
-
-
-def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
-def _shared(work: _Work, batches: Sequence[Sequence[Request]], workers: int) -> list[list[Match]]:
-    """The batches' matches, in order, from this process and `workers` - 1 forked copies
-    of it (the index is shared, not sent), each taking the next batch when free.
-
-    The others send each batch's verdicts when it is done, and this process makes their
-    Matches between batches of its own: that work is shared out as the batches are, and
-    little is left to do after the last one. A thread per worker reads what it sends,
-    so that no worker waits for this process to be free to read.
-    """
-    context = multiprocessing.get_context("fork")
-    counter = context.Value("l", 0)
-    children = [_start(context, work, batches, counter) for _ in range(workers - 1)]
-    arrived: queue.SimpleQueue[tuple[int, Verdicts] | None] = queue.SimpleQueue()
-    readers = [threading.Thread(target=_receive, args=(c, arrived), daemon=True) for c in children]
-    for reader in readers:
-        reader.start()
-    done: dict[int, list[list[Match]]] = {}
-    try:
-        running = len(children)
-        for taken, verdicts in work.take(batches, counter):
-            done[taken] = work.matches(verdicts)
-            running -= _arrived(arrived, work, done, wait=False)
-        while running:
-            running -= _arrived(arrived, work, done, wait=True)
-        for taken, chunk in enumerate(batches):
-            if taken not in done:
-                # A worker failed: redo its share here, where an error reaches the caller.
-                done[taken] = work.matches(work.run(chunk))
-    finally:
-        for child in children:
-            if child.process.is_alive():
-                child.process.terminate()
-            child.process.join()
-        for reader in readers:
-            reader.join()
-        for child in children:
-            child.results.close()
-    return [m for taken in range(len(batches)) for m in done[taken]]
-
-
-def _receive(child: _Child, arrived: queue.SimpleQueue[tuple[int, Verdicts] | None]) -> None:
-    """What a worker sends, as it comes, then None when it has ended (or died)."""
-    try:
-        while (finished := child.results.recv()) is not None:
-            arrived.put(finished)
-    except (EOFError, OSError):
-        pass
-    finally:
-        arrived.put(None)
-
-
-def _arrived(
-    arrived: queue.SimpleQueue[tuple[int, Verdicts] | None],
-    work: _Work,
-    done: dict[int, list[list[Match]]],
-    *,
-    wait: bool,
-) -> int:
-    """The Matches of the batches workers have sent so far (waiting for something first,
-    if `wait`), into `done`: how many workers have ended meanwhile."""
-    ended = 0
-    try:
-        finished = arrived.get(block=wait)
-        while True:
-            if finished is None:
-                ended += 1
-            else:
-                done[finished[0]] = work.matches(finished[1])
-            finished = arrived.get(block=False)
-    except queue.Empty:
-        return ended
-
-
-@dataclass(frozen=True)
-class _Child:
-    process: multiprocessing.process.BaseProcess
-    results: Connection
-
-
-def _start(
-    context: multiprocessing.context.ForkContext,
-    work: _Work,
-    batches: Sequence[Sequence[Request]],
-    counter: Counter,
-) -> _Child:
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(work, batches, counter, send), daemon=True)
-    process.start()
-    send.close()
-    return _Child(process, receive)
-
-
-def _child(
-    work: _Work, batches: Sequence[Sequence[Request]], counter: Counter, send: Connection
-) -> None:
-    try:
-        for finished in work.take(batches, counter):
-            send.send(finished)
-        send.send(None)
-    except DigestError:
-        send.send(None)  # the parent redoes the work and reports it, with its own traceback
-    finally:
-        send.close()
 
 
 def _verdict(

@@ -1,0 +1,52 @@
+"""A run's batches split over forked processes (digest.workers): each batch is done
+once, finished here in order, and whatever a copy does not deliver is done here."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from digest.errors import ConfigError
+from digest.workers import can_fork, in_processes
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="needs fork")
+
+
+def test_every_batch_is_done_once_and_finished_here_in_order() -> None:
+    here = os.getpid()
+
+    def run(n: int) -> tuple[int, int]:
+        time.sleep(0.01)  # long enough for the copy to take its share
+        return n, os.getpid()
+
+    done = in_processes(run, 40, lambda result: result, workers=2)
+    assert [n for n, _ in done] == list(range(40))
+    by = {pid for _, pid in done}
+    assert here in by and len(by) == 2, "both processes took batches"
+
+
+def test_the_batches_of_a_copy_that_dies_are_done_here() -> None:
+    here = os.getpid()
+
+    def run(n: int) -> int:
+        if os.getpid() != here:
+            os._exit(1)  # the copy dies at its first batch
+        time.sleep(0.005)
+        return n * n
+
+    assert in_processes(run, 12, lambda result: result + 1, workers=2) == [
+        n * n + 1 for n in range(12)
+    ]
+
+
+def test_an_error_in_a_batch_reaches_the_caller_whichever_process_met_it_first() -> None:
+    def run(n: int) -> int:
+        if n == 3:
+            raise ConfigError("subscribers/empty.toml", "interests give nothing to match")
+        time.sleep(0.005)
+        return n
+
+    with pytest.raises(ConfigError, match=r"empty\.toml"):
+        in_processes(run, 10, lambda result: result, workers=2)
