@@ -278,17 +278,13 @@ def hit(
     title, keywords, abstract = (found.get(f) for f in FIELDS)
     if not (title or keywords or abstract):
         return None
-    value = abstract_value = 0.0
-    if title:
-        value += evidence.title
-    if keywords:
-        value += evidence.ai_keywords
-    if abstract:
-        b, k = evidence.length_normalisation, evidence.saturation
-        length = len(text.fields["abstract"].tokens) / evidence.abstract_length
-        count = len(abstract) / (1 - b + b * length)
-        abstract_value = count * (k + 1) / (count + k)
-        value += abstract_value
+    abstract_value, value = worth(
+        evidence,
+        len(text.fields["abstract"].tokens),
+        bool(title),
+        bool(keywords),
+        len(abstract) if abstract else 0,
+    )
     return Hit(
         title[0] if title else None,
         keywords[0] if keywords else None,
@@ -296,6 +292,26 @@ def hit(
         abstract_value,
         value,
     )
+
+
+def worth(
+    evidence: Evidence, abstract_words: int, title: bool, keywords: bool, mentions: int
+) -> tuple[float, float]:
+    """(Hit.abstract_value, Hit.value) of a term in (or not in) a paper's title and
+    ai_keywords, mentioned `mentions` times in its abstract of `abstract_words` words:
+    the arithmetic of every Hit, wherever it is made."""
+    value = abstract_value = 0.0
+    if title:
+        value += evidence.title
+    if keywords:
+        value += evidence.ai_keywords
+    if mentions:
+        b, k = evidence.length_normalisation, evidence.saturation
+        length = abstract_words / evidence.abstract_length
+        count = mentions / (1 - b + b * length)
+        abstract_value = count * (k + 1) / (count + k)
+        value += abstract_value
+    return abstract_value, value
 
 
 def find_hit(text: PaperText, evidence: Evidence, term: str) -> Hit | None:

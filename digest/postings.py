@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
-from digest.analysis import FIELDS, Evidence, Hit, PaperText, grams, hit
+from digest.analysis import FIELDS, Evidence, Hit, PaperText, grams, hit, worth
 from digest.text import Name, same_person
 
 # Phrases of up to this many words are indexed with every paper; a longer one (rare in
@@ -120,8 +120,8 @@ class PaperIndex:
         in_keywords = map(is_not, keywords, repeat(None))
         keys = list(zip(in_title, in_keywords, counts, strict=True))
         size = len(text.fields["abstract"].tokens)
-        worth = {key: self._worth(size, *key) for key in set(keys)}
-        fields = map(add, zip(titles, keywords, abstracts, strict=True), map(worth.get, keys))
+        values = {key: worth(self.evidence, size, *key) for key in set(keys)}
+        fields = map(add, zip(titles, keywords, abstracts, strict=True), map(values.get, keys))
         found: dict[str, Hit] = dict(zip(terms, map(_new, repeat(Hit), fields), strict=True))
         for long_form in text.acronyms:
             words = long_form.split()
@@ -132,25 +132,6 @@ class PaperIndex:
                 else:
                     found[long_form] = acronym_hit
         return found
-
-    def _worth(
-        self, abstract_words: int, title: bool, keywords: bool, mentions: int
-    ) -> tuple[float, float]:
-        """(Hit.abstract_value, Hit.value) of a term in or not in a paper's title and
-        ai_keywords, mentioned `mentions` times in its abstract: as `hit` works them out."""
-        evidence = self.evidence
-        value = abstract_value = 0.0
-        if title:
-            value += evidence.title
-        if keywords:
-            value += evidence.ai_keywords
-        if mentions:
-            b, k = evidence.length_normalisation, evidence.saturation
-            length = abstract_words / evidence.abstract_length
-            count = mentions / (1 - b + b * length)
-            abstract_value = count * (k + 1) / (count + k)
-            value += abstract_value
-        return abstract_value, value
 
     def term(self, term: str) -> int | None:
         """The row of `term`, or None when no paper holds it."""
