@@ -12,8 +12,11 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from digest.analysis import PaperText
+from digest.analysis import CorpusStats, PaperText
 from digest.models import Interests, Paper, Subscriber
+from digest.postings import PaperIndex
+from digest.profile import WEIGHTS, Compiler, Profile
+from digest.profile_rows import RowCompiler
 from digest.sources.huggingface import parse_api
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -113,3 +116,9 @@ def long_phrase(texts: list[PaperText]) -> str:
     """Five words in a row of a title, as written: longer than the index holds."""
     title = next(t.fields["title"] for t in texts if len(t.fields["title"].tokens) >= 6)
     return title.text[title.tokens[0].start : title.tokens[4].end]
+
+
+def compiler_for(texts: list[PaperText], stats: CorpusStats) -> tuple[PaperIndex, RowCompiler]:
+    """The papers indexed, and a compiler of profile rows over them (the default weights)."""
+    index = PaperIndex(texts, Profile({}, abstract_length=stats.abstract_length).evidence)
+    return index, RowCompiler(index, stats, WEIGHTS, Compiler(stats, WEIGHTS))

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import corpus_papers, long_phrase, subscriber_for
+from helpers import compiler_for, corpus_papers, long_phrase, subscriber_for
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -61,8 +61,7 @@ def judged_alike(
 ) -> tuple[int, int, int]:
     """Every pair's field reasons, worked out at once, against `judge`'s: (pairs compared,
     of which naming several matches in a field, pairs left to the caller's fallback)."""
-    index = PaperIndex(texts, Profile({}, abstract_length=stats.abstract_length).evidence)
-    compiler = RowCompiler(index, stats, WEIGHTS, Compiler(stats, WEIGHTS))
+    index, compiler = compiler_for(texts, stats)
     chunk: list[Request] = [(s, papers, ()) for s in people]
     rows = compiler.rows(chunk)
     every = np.arange(len(papers), dtype=np.int64)
@@ -166,8 +165,7 @@ def test_the_table_of_held_terms_says_what_the_index_look_up_says(
     store: tuple[list[Paper], list[PaperText], CorpusStats],
 ) -> None:
     papers, texts, stats = store
-    index = PaperIndex(texts, Profile({}, abstract_length=stats.abstract_length).evidence)
-    compiler = RowCompiler(index, stats, WEIGHTS, Compiler(stats, WEIGHTS))
+    index, compiler = compiler_for(texts, stats)
     people = subscribers(papers, texts)
     rows = compiler.rows([(s, papers, ()) for s in people])
     pairs = np.repeat(np.arange(len(people)), 40), np.tile(np.arange(0, 200, 5), len(people))

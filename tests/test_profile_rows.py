@@ -8,14 +8,13 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from helpers import corpus_papers, long_phrase, subscriber_for
+from helpers import compiler_for, corpus_papers, long_phrase, subscriber_for
 
 from digest.analysis import CorpusStats, PaperText, analyse
 from digest.errors import ConfigError
 from digest.models import Interests, Paper, Subscriber
-from digest.postings import PaperIndex
-from digest.profile import WEIGHTS, Compiler, Profile, compile_for
-from digest.profile_rows import Request, RowCompiler
+from digest.profile import compile_for
+from digest.profile_rows import Request
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DAY = dt.date(2026, 1, 5)
@@ -59,8 +58,7 @@ def test_rows_hold_each_profiles_weights_lifts_and_vetoes_exactly(
     store: tuple[list[Paper], list[PaperText], CorpusStats],
 ) -> None:
     papers, texts, stats = store
-    index = PaperIndex(texts, Profile({}, abstract_length=stats.abstract_length).evidence)
-    compiler = RowCompiler(index, stats, WEIGHTS, Compiler(stats, WEIGHTS))
+    index, compiler = compiler_for(texts, stats)
     liked = [papers[2], papers[30]]
     people = subscribers(papers, texts)
     known = len(index.ids)
@@ -91,8 +89,7 @@ def test_a_term_asked_by_several_parts_is_summed_as_the_profile_sums_it(
     store: tuple[list[Paper], list[PaperText], CorpusStats],
 ) -> None:
     papers, texts, stats = store
-    index = PaperIndex(texts, Profile({}, abstract_length=stats.abstract_length).evidence)
-    compiler = RowCompiler(index, stats, WEIGHTS, Compiler(stats, WEIGHTS))
+    index, compiler = compiler_for(texts, stats)
     written = [
         Interests(keywords=("model", "language model"), description="Model models: model."),
         Interests(keywords=("video",), description="video generation, video, video"),
@@ -114,8 +111,7 @@ def test_a_subscriber_asking_for_nothing_is_named_in_the_error(
     store: tuple[list[Paper], list[PaperText], CorpusStats],
 ) -> None:
     papers, texts, stats = store
-    index = PaperIndex(texts, Profile({}, abstract_length=stats.abstract_length).evidence)
-    compiler = RowCompiler(index, stats, WEIGHTS, Compiler(stats, WEIGHTS))
+    _, compiler = compiler_for(texts, stats)
     empty = Subscriber("empty", "e@example.org", Interests(exclude=("x",)), path=Path("e.toml"))
     with pytest.raises(ConfigError, match=r"e\.toml.*nothing to match"):
         compiler.rows(
@@ -127,8 +123,7 @@ def test_a_long_phrase_first_asked_by_someone_who_likes_papers_widens_every_matr
     store: tuple[list[Paper], list[PaperText], CorpusStats],
 ) -> None:
     papers, texts, stats = store
-    index = PaperIndex(texts, Profile({}, abstract_length=stats.abstract_length).evidence)
-    compiler = RowCompiler(index, stats, WEIGHTS, Compiler(stats, WEIGHTS))
+    index, compiler = compiler_for(texts, stats)
     phrase = long_phrase(texts)
     likes = subscriber_for("likes", keywords=[phrase], liked=[papers[2].id])
     chunk: list[Request] = [(subscriber_for("plain", keywords=["video"]), papers, ())]
