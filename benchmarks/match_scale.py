@@ -16,7 +16,10 @@ that slice, and prints JSON: seconds (wall clock, and CPU of all processes: othe
 the machine shows as the difference), peak RSS (getrusage) and the speed ratio.
 
     .venv/bin/python benchmarks/match_scale.py [--subscribers N] [--papers N] [--slice N]
-        [--workers N]
+        [--workers N] [--stages]
+
+`--stages` instead runs the batch path in one process and prints the CPU seconds of each
+of its stages (`STAGES`), to see where the time goes.
 
 The batch path scores everyone with sparse products whose rows add each profile's terms
 in `judge`'s order (so the scores are `judge`'s, bit for bit), ranks each subscriber's
@@ -55,9 +58,14 @@ import re
 import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import digest.index
+import digest.profile
+import digest.profile_rows
 from digest.analysis import CorpusStats, PaperText, analyse
 from digest.index import select_many
 from digest.match import select
@@ -245,13 +253,74 @@ def run(subscribers: int, papers: int, slice_size: int, workers: int) -> dict[st
     }
 
 
+# The stages `stages` times: (module, attribute, label); nested ones count in their parent too.
+STAGES = (
+    (digest.index, "PaperIndex", "index the papers"),
+    (digest.profile_rows.RowCompiler, "rows", "compile rows"),
+    (digest.profile.Parts, "_piece", "compile rows / read pieces met first"),
+    (digest.index, "dense_product", "score (sparse products)"),
+    (digest.index._Work, "choose", "rank and name"),
+    (digest.index, "field_reasons", "rank and name / reasons in bulk"),
+    (digest.index._Work, "matches", "make Match objects"),
+)
+
+
+@contextmanager
+def _timed(spent: dict[str, float]) -> Iterator[None]:
+    """CPU seconds spent in each of STAGES, into `spent`, while the block runs."""
+    saved = []
+    for owner, attribute, label in STAGES:
+        original = getattr(owner, attribute)
+        saved.append((owner, attribute, original))
+
+        def timed(*args: Any, _f: Any = original, _label: str = label, **kwargs: Any) -> Any:
+            started = time.process_time()
+            try:
+                return _f(*args, **kwargs)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.process_time() - started
+
+        setattr(owner, attribute, timed)
+    try:
+        yield
+    finally:
+        for owner, attribute, original in saved:
+            setattr(owner, attribute, original)
+
+
+def stages(subscribers: int, papers: int) -> dict[str, object]:
+    """Where the batch path's time goes: CPU seconds per stage, in one process (so that
+    the stages add up), beside the whole."""
+    corpus = load_papers(papers)
+    people = make_subscribers(subscribers, Vocabulary(corpus))
+    started = time.process_time()
+    analysed: dict[str, PaperText] = {p.id: analyse(p) for p in corpus}
+    stats = CorpusStats.from_analysed(analysed.values())
+    spent = {"analyse the papers and count terms": time.process_time() - started}
+    with _timed(spent):
+        select_many([(s, corpus, ()) for s in people], stats, analysed=analysed, workers=1)
+    return {
+        "benchmark": "match_scale_stages",
+        "subscribers": len(people),
+        "papers": len(corpus),
+        "cpu_seconds": round(time.process_time() - started, 3),
+        "cpu_seconds_by_stage": {k: round(v, 3) for k, v in spent.items()},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--papers", type=int, default=1_000)
     parser.add_argument("--slice", type=int, default=1_000, help="subscribers for the naive run")
     parser.add_argument("--workers", type=int, default=2, help="processes for the batch path")
+    parser.add_argument(
+        "--stages", action="store_true", help="CPU seconds per stage of the batch path instead"
+    )
     args = parser.parse_args(argv)
+    if args.stages:
+        print(json.dumps(stages(args.subscribers, args.papers), indent=2))
+        return 0
     print(json.dumps(run(args.subscribers, args.papers, args.slice, args.workers), indent=2))
     return 0
 

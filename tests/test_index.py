@@ -288,6 +288,18 @@ def test_the_scale_benchmark_compares_batch_and_naive_paths_and_finds_them_equal
     assert result["peak_rss_mb"]["end"] > 0
 
 
+def test_the_scale_benchmark_shows_where_the_time_goes_and_puts_the_code_back() -> None:
+    bench = load_benchmark()
+    before = [getattr(owner, attribute) for owner, attribute, _ in bench.STAGES]
+    result = bench.stages(subscribers=60, papers=100)
+    spent = result["cpu_seconds_by_stage"]
+    assert set(spent) == {"analyse the papers and count terms"} | {s[2] for s in bench.STAGES}
+    top_level = [v for k, v in spent.items() if " / " not in k]
+    assert all(v >= 0 for v in spent.values())
+    assert sum(top_level) <= result["cpu_seconds"] + 0.01
+    assert [getattr(owner, attribute) for owner, attribute, _ in bench.STAGES] == before
+
+
 def test_the_scale_benchmark_makes_up_missing_papers_with_reordered_copies() -> None:
     bench = load_benchmark()
     papers = bench.load_papers(1_200)
