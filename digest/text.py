@@ -111,7 +111,7 @@ def tokens(text: str) -> list[Token]:
     return [
         _new(Token, (word_stem, start + offset, start + past, clause))
         for word, start, clause in zip(parts[1::2], starts, clauses, strict=False)
-        for word_stem, offset, past in _word_spans(word)
+        for word_stem, offset, past in _word_stems(word)
     ]
 
 
@@ -127,14 +127,9 @@ def _clause_ends(gap: str) -> int:
 
 
 @lru_cache(maxsize=1 << 16)
-def _word_spans(word: str) -> tuple[tuple[str, int, int], ...]:
-    """`_word_stems(word)` with each part's end offset in place of its length."""
-    return tuple((part, offset, offset + length) for part, offset, length in _word_stems(word))
-
-
-@lru_cache(maxsize=1 << 16)
 def _word_stems(word: str) -> tuple[tuple[str, int, int], ...]:
-    """The stems of one written word's content parts, with their offsets and lengths.
+    """The stems of one written word's content parts, each with where it starts and
+    ends inside the word.
 
     Cached: a language has far fewer distinct words than a store has words.
     """
@@ -142,7 +137,7 @@ def _word_stems(word: str) -> tuple[tuple[str, int, int], ...]:
     for part, offset in _word_parts(word):
         normal = _normal_word(fold(part))
         if normal and normal not in STOP_WORDS:
-            found.append((stem(normal), offset, len(part)))
+            found.append((stem(normal), offset, offset + len(part)))
     return tuple(found)
 
 
@@ -253,9 +248,9 @@ def _chunk_reading(chunk: str) -> tuple[tuple[str, ...], tuple[bool, ...], bool,
     spans: list[tuple[int, int]] = []
     for match in _WORD.finditer(chunk):
         start = match.start()
-        for word_stem, offset, length in _word_stems(match.group()):
+        for word_stem, offset, past in _word_stems(match.group()):
             stems.append(word_stem)
-            spans.append((start + offset, start + offset + length))
+            spans.append((start + offset, start + past))
     if not spans:
         clean = not _WORD.search(chunk)
         return (), (), clean, clean

@@ -242,9 +242,8 @@ def reference_tokens(text: str) -> list[tuple[str, int, int, int]]:
         if re.search(r"[.,;:!?()\[\]{}\"]", text[last : match.start()]):
             clause += 1
         last = match.end()
-        for word_stem, offset, length in _word_stems(match.group()):
-            start = match.start() + offset
-            found.append((word_stem, start, start + length, clause))
+        for word_stem, offset, past in _word_stems(match.group()):
+            found.append((word_stem, match.start() + offset, match.start() + past, clause))
     return found
 
 
