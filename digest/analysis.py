@@ -107,7 +107,7 @@ class PaperText:
 
 def grams(toks: Sequence[Token], max_len: int) -> list[list[str | None]]:
     """For n = 1..`max_len` (at least 1): the phrase of n tokens that begins at each token,
-    None where it would run into the next clause (`phrases`, a length at a time).
+    None where it would run into the next clause.
 
     Built a length at a time from the one before, in list comprehensions: a paper's
     words and phrases are read for every paper of a run, twice (`counted`, the index).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, pairwise
@@ -139,18 +139,6 @@ def _word_stems(word: str) -> tuple[tuple[str, int, int], ...]:
         if normal and normal not in STOP_WORDS:
             found.append((stem(normal), offset, offset + len(part)))
     return tuple(found)
-
-
-def phrases(toks: list[Token], max_len: int) -> Iterator[tuple[str, int, int]]:
-    """Every run of 1..`max_len` consecutive tokens within one clause, as (term, first, last)."""
-    for i, first in enumerate(toks):
-        words = [first.stem]
-        yield first.stem, i, i
-        for j in range(i + 1, min(i + max_len, len(toks))):
-            if toks[j].clause != first.clause:
-                break
-            words.append(toks[j].stem)
-            yield " ".join(words), i, j
 
 
 # An acronym defined in parentheses right after its long form: "… interference (RFI)".

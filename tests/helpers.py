@@ -9,7 +9,7 @@ import email.policy
 import json
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from digest.analysis import CorpusStats, PaperText
@@ -18,6 +18,7 @@ from digest.postings import PaperIndex
 from digest.profile import WEIGHTS, Compiler, Profile
 from digest.profile_rows import RowCompiler
 from digest.sources.huggingface import parse_api
+from digest.text import Token
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MONTH = FIXTURES / "hf" / "api-month"
@@ -122,3 +123,16 @@ def compiler_for(texts: list[PaperText], stats: CorpusStats) -> tuple[PaperIndex
     """The papers indexed, and a compiler of profile rows over them (the default weights)."""
     index = PaperIndex(texts, Profile({}, abstract_length=stats.abstract_length).evidence)
     return index, RowCompiler(index, stats, WEIGHTS, Compiler(stats, WEIGHTS))
+
+
+def phrases(toks: Sequence[Token], max_len: int) -> Iterator[tuple[str, int, int]]:
+    """Every run of 1..`max_len` consecutive tokens within one clause, as (term, first,
+    last), the plain way: the reference `digest.analysis.grams` is held to."""
+    for i, first in enumerate(toks):
+        words = [first.stem]
+        yield first.stem, i, i
+        for j in range(i + 1, min(i + max_len, len(toks))):
+            if toks[j].clause != first.clause:
+                break
+            words.append(toks[j].stem)
+            yield " ".join(words), i, j

@@ -1,16 +1,16 @@
-"""A paper's words and phrases (digest.analysis), read a length at a time as `phrases` reads
-them."""
+"""A paper's words and phrases (digest.analysis), read a length at a time as the plain
+`phrases` reference (tests/helpers.py) reads them."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from helpers import corpus_papers
+from helpers import corpus_papers, phrases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.analysis import CorpusStats, analyse, grams
-from digest.text import phrases, tokens
+from digest.text import tokens
 
 
 def test_grams_are_the_phrases_of_each_length_at_each_token() -> None:

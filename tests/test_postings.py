@@ -6,7 +6,7 @@ import datetime as dt
 from itertools import chain
 
 import numpy as np
-from helpers import corpus_papers
+from helpers import corpus_papers, phrases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +14,6 @@ from digest.analysis import FIELDS, CorpusStats, PaperText, analyse, find_hit
 from digest.models import Paper
 from digest.postings import INDEXED_PHRASE, PaperIndex
 from digest.profile import Profile
-from digest.text import phrases
 
 
 def expected_hits(text: PaperText, index: PaperIndex) -> dict[str, object]:
