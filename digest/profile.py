@@ -202,13 +202,24 @@ def _is_notable(weights: Weights, asked: float, phrase: bool) -> bool:
 class _Asked:
     """What one keyword, or one clause-delimited piece of a description, asks for."""
 
-    adds: tuple[tuple[str, float], ...]  # (term, weight) in order, as `compile_profile` adds
+    summed: dict[str, float]  # term → what the part asks of it in all (`part_sums`)
     phrases: tuple[str, ...]
     terms: dict[str, float]  # term → its summed weight times its IDF
     table: dict[str, Entry]  # the `Profile.table` entries of `terms`
 
 
 Asks = tuple[tuple[str, float], ...]
+
+
+def part_sums(adds: Asks) -> dict[str, float]:
+    """What a keyword or description piece asks of each term: its additions summed in
+    order, from zero. A profile adds these sums up part by part (`Compiler`), and so do
+    the batch path's rows (`digest.profile_rows`): one definition, the same last bit."""
+    summed: dict[str, float] = {}
+    get = summed.get
+    for term, weight in adds:
+        summed[term] = get(term, 0.0) + weight
+    return summed
 
 
 class Parts(Generic[T]):
@@ -330,13 +341,10 @@ class Compiler:
         return profile
 
     def _asked(self, adds: Asks, phrases: tuple[str, ...]) -> _Asked:
-        summed: dict[str, float] = {}
-        get = summed.get
-        for term, weight in adds:
-            summed[term] = get(term, 0.0) + weight
+        summed = part_sums(adds)
         idf = self.stats.idf
         terms = {term: weight * idf(term) for term, weight in summed.items()}
-        return _Asked(adds, phrases, terms, self._table(terms, frozenset(phrases)))
+        return _Asked(summed, phrases, terms, self._table(terms, frozenset(phrases)))
 
     def _table(self, terms: Mapping[str, float], phrases: frozenset[str]) -> dict[str, Entry]:
         w = self.weights
@@ -368,14 +376,8 @@ class Compiler:
             seen.update(part.terms)
         summed = dict.fromkeys(repeated, 0.0)
         for part in parts:
-            if repeated.isdisjoint(part.terms):
-                continue
-            own: dict[str, float] = {}
-            for term, weight in part.adds:
-                if term in summed:
-                    own[term] = own.get(term, 0.0) + weight
-            for term, weight in own.items():
-                summed[term] += weight
+            for term in repeated.intersection(part.summed):
+                summed[term] += part.summed[term]
         idf = self.stats.idf
         again = {term: weight * idf(term) for term, weight in summed.items()}
         terms.update(again)

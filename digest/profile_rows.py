@@ -25,7 +25,16 @@ from scipy import sparse
 from digest.analysis import CorpusStats
 from digest.models import Paper, Subscriber
 from digest.postings import INDEXED_PHRASE, PaperIndex
-from digest.profile import REASON_FLOOR, Asks, Compiler, Parts, Profile, Weights, compile_for
+from digest.profile import (
+    REASON_FLOOR,
+    Asks,
+    Compiler,
+    Parts,
+    Profile,
+    Weights,
+    compile_for,
+    part_sums,
+)
 from digest.text import Name, clause_terms, name
 
 Ints = npt.NDArray[np.int64]
@@ -268,10 +277,7 @@ class RowCompiler:
         )
 
     def _part(self, adds: Asks, phrases: tuple[str, ...]) -> int:
-        summed: dict[str, float] = {}
-        get = summed.get
-        for term, weight in adds:
-            summed[term] = get(term, 0.0) + weight  # as `Compiler._asked` sums, from 0.0
+        summed = part_sums(adds)
         known = self._terms
         rows: list[int] = []
         kept: list[float] = []
