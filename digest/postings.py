@@ -138,9 +138,9 @@ class PaperIndex:
         known = self.ids.get(term)
         if known is not None:
             return known
+        if term.count(" ") < INDEXED_PHRASE or term in self._absent:
+            return None  # (a term's words are joined by one space)
         words = term.split()
-        if len(words) <= INDEXED_PHRASE or term in self._absent:
-            return None
         # A long phrase: only papers holding all of its words can hold it.
         holders = [self.word_papers().get(w, set()) for w in words]
         candidates = set.intersection(*sorted(holders, key=len))

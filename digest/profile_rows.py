@@ -24,7 +24,7 @@ from scipy import sparse
 
 from digest.analysis import CorpusStats
 from digest.models import Paper, Subscriber
-from digest.postings import INDEXED_PHRASE, PaperIndex
+from digest.postings import PaperIndex
 from digest.profile import (
     REASON_FLOOR,
     Asks,
@@ -286,12 +286,12 @@ class RowCompiler:
             if row is not None:
                 rows.append(row)
                 kept.append(value)
-        found = [row for t in phrases if (row := self._row(t)) is not None]
+        found = [row for t in phrases if (row := self.index.term(t)) is not None]
         return self._part_rows.add(rows, kept, found, bool(summed))
 
     def _learn(self, term: str) -> int | None:
         # Only a term some paper holds needs its IDF (the others are left out of rows).
-        row = self._terms[term] = self._row(term)
+        row = self._terms[term] = self.index.term(term)
         if row is not None:
             self._idf_known[row] = self.stats.idf(term)
         return row
@@ -307,15 +307,9 @@ class RowCompiler:
         return self._idf
 
     def _exclude(self, excluded: str) -> list[int]:
-        rows = [row for t in clause_terms(excluded) if (row := self._row(t)) is not None]
+        rows = [row for t in clause_terms(excluded) if (row := self.index.term(t)) is not None]
         self._excluded[excluded] = rows
         return rows
-
-    def _row(self, term: str) -> int | None:
-        row = self.index.ids.get(term)
-        if row is None and term.count(" ") >= INDEXED_PHRASE:
-            row = self.index.term(term)
-        return row
 
 
 # The entries of a batch's rows: index rows, values and the profile each belongs to.
@@ -359,9 +353,7 @@ def _lookup(
     owned: list[int] = []
     for r, pairs in zip(owners, per_profile, strict=True):
         for term, value in pairs:
-            row = index.ids.get(term)
-            if row is None and term.count(" ") >= INDEXED_PHRASE:
-                row = index.term(term)
+            row = index.term(term)
             if row is not None:
                 ids.append(row)
                 values.append(value)
