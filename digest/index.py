@@ -255,6 +255,7 @@ class _Work:
         named = field_reasons(
             self.index, self.weights, rows.asked, rows.phrase, (owner, paper), self.wording
         )
+        judged: dict[int, Profile] = {}  # row → its profile, where `judge` was needed
         redo: set[int] = set()
         index = self.index
         for r, p, value, reasons in zip(
@@ -264,14 +265,14 @@ class _Work:
                 reasons += followed
             if not reasons:
                 # Many small matches and none to name: `judge` names the strongest.
-                profile = self.compiler.held_profile(chunk[r], rows, r)
-                value, reasons = judge(profile, index.texts[p], index.hits[p])
+                if r not in judged:
+                    judged[r] = self.compiler.held_profile(chunk[r], rows, r)
+                value, reasons = judge(judged[r], index.texts[p], index.hits[p])
                 if not reasons:
                     redo.add(r)
             chosen[r].append((p, value, reasons))
         for r in sorted(redo):
-            profile = self.compiler.held_profile(chunk[r], rows, r)
-            chosen[r] = self.pick_again(chunk[r], profile)
+            chosen[r] = self.pick_again(chunk[r], judged[r])
 
     def pick_again(self, request: Request, profile: Profile) -> list[Match_]:
         """`select`'s matches for one request, paper by paper with `judge`."""
