@@ -4,7 +4,6 @@ scores are `judge`'s only if they do."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,6 @@ from digest.errors import ConfigError
 from digest.models import Interests, Paper, Subscriber
 from digest.profile import compile_for
 from digest.profile_rows import Request
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-DAY = dt.date(2026, 1, 5)
 
 
 @pytest.fixture(scope="module")
