@@ -151,12 +151,16 @@ class _Work:
         self.allowed = allowed
         self.upvotes = np.array([t.paper.upvotes for t in index.texts], dtype=np.int64)
         self.compiler = RowCompiler(index, stats, weights, Compiler(stats, weights))
-        # Per papers list: each offered paper's place among their ids in sorted order.
-        self.id_ranks: dict[int, Ints] = {}
+        # Per papers list: each offered paper's place in the order that breaks ties of
+        # score: more upvotes first, then the smaller id, then the offered order.
+        self.tie_ranks: dict[int, Ints] = {}
         for key, (_, slots) in allowed.items():
             ids = [index.papers[p].id for p in slots.tolist()]
             place = {paper_id: n for n, paper_id in enumerate(sorted(set(ids)))}
-            self.id_ranks[key] = np.array([place[i] for i in ids], dtype=np.int64)
+            id_ranks = np.array([place[i] for i in ids], dtype=np.int64)
+            order = np.lexsort((np.arange(len(slots)), id_ranks, -self.upvotes[slots]))
+            self.tie_ranks[key] = np.empty(len(slots), dtype=np.int64)
+            self.tie_ranks[key][order] = np.arange(len(slots))
         self.wording: Wording = {}
 
     def matches(self, verdicts: Verdicts) -> list[list[Match]]:
@@ -168,10 +172,13 @@ class _Work:
         rows = self.compiler.rows(chunk)
         values, titles, presence = self.index.matrices()
         scores = dense_product(rows.weights, values)
+        # Few pairs get a lift or a veto: only theirs are touched.
         if rows.lifts.nnz:
-            scores += dense_product(rows.lifts, titles)
+            at, lifted = _entries(rows.lifts @ titles)
+            scores[at] += lifted
         if rows.vetoes.nnz:
-            scores[(rows.vetoes @ presence).toarray() > 0] = -np.inf
+            at, vetoed = _entries(rows.vetoes @ presence)
+            scores[at[0][vetoed > 0], at[1][vetoed > 0]] = -np.inf
         authors: dict[int, dict[int, tuple[str, ...]]] = {}
         bonus = self.weights.author * self.weights.threshold
         for r, people in enumerate(rows.authors):
@@ -212,7 +219,9 @@ class _Work:
             else:
                 block = scores[group[:, None], slots[None, :]]
             upvotes = self.upvotes[slots]
-            passing = (block >= thresholds[group, None]) & (upvotes[None, :] >= least[group, None])
+            passing = block >= thresholds[group, None]
+            if len(upvotes) and (least[group] > upvotes.min()).any():
+                passing &= upvotes[None, :] >= least[group, None]
             by_judge = np.flatnonzero(judged[group] & (wanted[group] > 0))
             if len(by_judge):
                 chosen_by_judge = group[by_judge]
@@ -228,7 +237,7 @@ class _Work:
             # Best first; ties go to more upvotes, then the smaller id, then the offered order.
             at, slot = np.nonzero(passing)
             value = block[at, slot]
-            order = np.lexsort((slot, self.id_ranks[key][slot], -upvotes[slot], -value, at))
+            order = np.lexsort((self.tie_ranks[key][slot], -value, at))
             at, slot, value = at[order], slot[order], value[order]
             rank = np.arange(len(at)) - np.searchsorted(at, at)
             top = rank < wanted[group][at]
@@ -252,25 +261,36 @@ class _Work:
         turns down has their matches chosen again, pair by pair."""
         owner, paper = np.concatenate(picked[0]), np.concatenate(picked[1])
         values = np.concatenate(picked[2])
+        if np.any(owner[1:] < owner[:-1]):  # (several groups of papers offered)
+            order = np.argsort(owner, kind="stable")
+            owner, paper, values = owner[order], paper[order], values[order]
         named = field_reasons(
             self.index, self.weights, rows.asked, rows.phrase, (owner, paper), self.wording
         )
+        verdicts: list[Match_] = list(zip(paper.tolist(), values.tolist(), named, strict=True))
+        owners = owner.tolist()
+        if authors:
+            for i in np.flatnonzero(np.isin(owner, list(authors))).tolist():
+                p, value, reasons = verdicts[i]
+                if followed := authors[owners[i]].get(p):
+                    verdicts[i] = (p, value, reasons + followed)
         judged: dict[int, Profile] = {}  # row → its profile, where `judge` was needed
         redo: set[int] = set()
-        index = self.index
-        for r, p, value, reasons in zip(
-            owner.tolist(), paper.tolist(), values.tolist(), named, strict=True
-        ):
-            if r in authors and (followed := authors[r].get(p)):
-                reasons += followed
+        lengths = np.fromiter(map(len, named), np.int64, len(named))
+        for i in np.flatnonzero(lengths == 0).tolist():
+            r, (p, _, reasons) = owners[i], verdicts[i]
             if not reasons:
                 # Many small matches and none to name: `judge` names the strongest.
                 if r not in judged:
                     judged[r] = self.compiler.held_profile(chunk[r], rows, r)
-                value, reasons = judge(judged[r], index.texts[p], index.hits[p])
+                value, reasons = judge(judged[r], self.index.texts[p], self.index.hits[p])
+                verdicts[i] = (p, value, reasons)
                 if not reasons:
                     redo.add(r)
-            chosen[r].append((p, value, reasons))
+        # Each subscriber's pairs, in order, from where they begin to where they end.
+        bounds = np.searchsorted(owner, np.arange(len(chunk) + 1)).tolist()
+        for r in np.flatnonzero(np.diff(bounds)).tolist():
+            chosen[r] = verdicts[bounds[r] : bounds[r + 1]]
         for r in sorted(redo):
             chosen[r] = self.pick_again(chunk[r], judged[r])
 
@@ -369,6 +389,12 @@ def dense_product(a: sparse.csr_matrix, b: sparse.csr_matrix) -> Floats:
     # (scipy-stubs types the last argument as indices; it is the dense output)
     _sparsetools.csr_todense(rows, columns, indptr, found, values, dense)  # type: ignore[arg-type]
     return dense
+
+
+def _entries(matrix: sparse.csr_matrix) -> tuple[tuple[Ints, Ints], Floats]:
+    """Where the matrix's stored values are, (rows, columns), and the values."""
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    return (rows, matrix.indices.astype(np.int64)), matrix.data
 
 
 def _every(picked: Ints, size: int) -> bool:
