@@ -74,6 +74,7 @@ class PaperIndex:
         # Where each term stands in the sorted order of all terms (`ranks`).
         self._base_terms = len(self.names)
         self._ranks: Floats = np.arange(len(self.names), dtype=np.float64)
+        self._places: tuple[Ints, Ints] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self._bounds: Floats = np.zeros(0, dtype=np.float64)
         self._word_papers: dict[str, set[int]] | None = None
         # (Family name, first initial) → (paper, place in its author list, name) of each
@@ -204,6 +205,16 @@ class PaperIndex:
                 below = bisect_left(self.names, self.names[row], 0, base)
                 ranks[row] = below - 0.5 + step * (n + 1)
         return self._ranks
+
+    def places(self) -> tuple[Ints, Ints]:
+        """`ranks` as whole numbers: each term row's place in the sorted order of all
+        terms, and the row at each place."""
+        if len(self._places[0]) != len(self.names):
+            at_place = np.argsort(self.ranks())
+            place = np.empty(len(at_place), dtype=np.int64)
+            place[at_place] = np.arange(len(at_place))
+            self._places = (place, at_place)
+        return self._places
 
     def locate(self, wanted: Ints) -> tuple[npt.NDArray[np.bool_], Ints, Floats]:
         """For paper * 2**32 + term row: whether the paper holds the term; then for those

@@ -232,7 +232,7 @@ class RowCompiler:
         index = self.index
         width = len(index.ids)
         ranks = index.ranks()
-        entries = _in_order(weights, ranks)
+        entries = _in_order(weights, index.places())
         ids, values, owner = entries
         # Keyword phrases (each once per profile) and what a title mention of each adds.
         phrase_owner = np.repeat(np.arange(size, dtype=np.int64), np.diff(phrases.indptr))
@@ -328,20 +328,13 @@ def _csr(
     )
 
 
-def _in_order(matrix: sparse.csr_matrix, ranks: Floats) -> Entries:
-    """The matrix's entries, each row in the terms' sorted order (`ranks`)."""
-    matrix.sort_indices()  # by row number: the sorted order, but for long phrases found later
-    owner = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
-    ids = matrix.indices.astype(np.int64)
-    values = matrix.data
-    rank = ranks[ids]
-    unsorted = np.flatnonzero((rank[1:] < rank[:-1]) & (owner[1:] == owner[:-1]))
-    if len(unsorted):
-        # Rows holding a long phrase found later: sorted again by rank, in their places.
-        again = np.flatnonzero(np.isin(owner, owner[unsorted]))
-        order = again[np.lexsort((rank[again], owner[again]))]
-        ids[again], values[again] = ids[order], values[order]
-    return ids, values, owner
+def _in_order(matrix: sparse.csr_matrix, places: tuple[Ints, Ints]) -> Entries:
+    """The matrix's entries, each row in the terms' sorted order (`PaperIndex.places`)."""
+    place, at_place = places
+    ordered = sparse.csr_matrix((matrix.data, place[matrix.indices], matrix.indptr), matrix.shape)
+    ordered.sort_indices()
+    owner = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(ordered.indptr))
+    return at_place[ordered.indices], ordered.data, owner
 
 
 def _lookup(
