@@ -66,7 +66,7 @@ from typing import Any
 import digest.index
 import digest.profile
 import digest.profile_rows
-from digest.analysis import CorpusStats, PaperText, analyse
+from digest.analysis import CorpusStats, analyse_all
 from digest.index import select_many
 from digest.match import select
 from digest.models import Interests, Match, Paper, Subscriber
@@ -199,7 +199,7 @@ def run(subscribers: int, papers: int, slice_size: int, workers: int) -> dict[st
     load = os.getloadavg()[0]
     cpu = os.times()
     started = time.perf_counter()
-    analysed: dict[str, PaperText] = {p.id: analyse(p) for p in corpus}
+    analysed = analyse_all(corpus)  # as the pipeline does
     stats = CorpusStats.from_analysed(analysed.values())
     analysed_at = time.perf_counter()
     batch = select_many(
@@ -258,7 +258,7 @@ STAGES = (
     (digest.index, "PaperIndex", "index the papers"),
     (digest.profile_rows.RowCompiler, "rows", "compile rows"),
     (digest.profile.Parts, "_piece", "compile rows / read pieces met first"),
-    (digest.index, "dense_product", "score (sparse products)"),
+    (digest.index, "dense_product", "score (the sparse product)"),
     (digest.index._Work, "choose", "rank and name"),
     (digest.index, "field_reasons", "rank and name / reasons in bulk"),
     (digest.index._Work, "matches", "make Match objects"),
@@ -294,7 +294,7 @@ def stages(subscribers: int, papers: int) -> dict[str, object]:
     corpus = load_papers(papers)
     people = make_subscribers(subscribers, Vocabulary(corpus))
     started = time.process_time()
-    analysed: dict[str, PaperText] = {p.id: analyse(p) for p in corpus}
+    analysed = analyse_all(corpus)
     stats = CorpusStats.from_analysed(analysed.values())
     spent = {"analyse the papers and count terms": time.process_time() - started}
     with _timed(spent):

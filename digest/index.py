@@ -17,17 +17,15 @@ processes take batches in turn until none is left (`digest.workers`).
 
 from __future__ import annotations
 
-import gc
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 from scipy.sparse import _sparsetools
 
-from digest.analysis import CorpusStats, PaperText, analyse
+from digest.analysis import CorpusStats, PaperText, analyse, collector_paused
 from digest.judge_bulk import Wording, field_reasons
 from digest.match import eligible, judge
 from digest.models import Match, Paper, Subscriber
@@ -67,28 +65,8 @@ def select_many(
     """
     if not requests:
         return []
-    with _without_gc():
+    with collector_paused():
         return _select_many(requests, stats, analysed, weights, batch, workers)
-
-
-@contextmanager
-def _without_gc() -> Iterator[None]:
-    """Matching makes millions of small objects and no reference cycles: the cyclic
-    collector would only rescan the growing heap, again and again (a quarter of the
-    time of a large run). Restored on the way out."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            if not gc.get_freeze_count():
-                # The first young collection would scan all that was made meanwhile (a
-                # second or two of a large run), mostly matches that live on: they go
-                # to the oldest generation at once, as surviving collections would.
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 def _select_many(

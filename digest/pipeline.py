@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from digest.analysis import count_terms, recount
+from digest.analysis import analyse_all, collector_paused, count_terms, recount
 from digest.archive import INDEX_PATH, day_path, write_archive
 from digest.config import Config
 from digest.deliver import Courier, DeliveryReport, drain_outbox, open_transport
@@ -219,7 +219,8 @@ def corpus_stats(store: Store, *, build: bool) -> CorpusStats:
     known = store.corpus_counts()
     if known is not None:
         return CorpusStats.from_counts(*known)
-    documents, counts, words = count_terms(analyse(p) for p in store.all_papers())
+    with collector_paused():
+        documents, counts, words = count_terms(analyse(p) for p in store.all_papers())
     if build:
         store.rebuild_corpus_counts(counts, words)
         log.info("term counts built from the %d stored papers", documents)
@@ -247,7 +248,7 @@ def plan_digests(
     # Each paper offered is analysed once per run, not once per subscriber (the window is
     # part of the week: each paper once).
     offered = {paper.id: paper for paper in (*week, *in_window)}
-    analysed = {paper_id: analyse(paper) for paper_id, paper in offered.items()}
+    analysed = analyse_all(offered.values())
     stats = corpus_stats(store, build=True)
     sent = store.sent_paper_ids_by_subscriber()
     keys = store.digest_keys_by_subscriber()

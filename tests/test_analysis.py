@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 
 from helpers import corpus_papers, phrases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.analysis import CorpusStats, analyse, grams
+from digest.analysis import CorpusStats, analyse, analyse_all, collector_paused, grams
 from digest.text import tokens
 
 
@@ -50,3 +51,27 @@ def test_the_store_counts_each_term_once_a_paper_as_phrases_read() -> None:
                 for f in text.fields.values()
                 for term, _, _ in phrases(list(f.tokens), max_len)
             }
+
+
+def test_analysing_many_papers_gives_each_papers_analysis_and_leaves_the_collector_on() -> None:
+    papers = corpus_papers()[:40]
+    assert gc.isenabled()
+    analysed = analyse_all(papers)
+    assert gc.isenabled()
+    assert analysed == {paper.id: analyse(paper) for paper in papers}
+
+
+def test_the_collector_is_off_while_paused_and_a_callers_frozen_objects_stay_frozen() -> None:
+    kept = [object() for _ in range(3)]  # something of the caller's, frozen by them
+    gc.freeze()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        assert all(o is not kept for o in gc.get_objects()), "it stays frozen"
+    finally:
+        gc.unfreeze()
+    with collector_paused():
+        made = [object() for _ in range(3)]
+    # What was made meanwhile is in the oldest generation, as if it had survived there.
+    assert any(o is made for o in gc.get_objects(generation=2))
