@@ -344,16 +344,22 @@ class _Candidates:
         self.distinct = len(np.unique(slots)) == len(slots)
 
 
-def dense_product(a: sparse.csr_matrix, b: sparse.csr_matrix) -> Floats:
+def dense_product(
+    a: sparse.csr_matrix, b: sparse.csr_matrix, *, wide: bool | None = None
+) -> Floats:
     """`(a @ b).toarray()`, in one pass instead of two.
 
     scipy first counts the product's entries to size its arrays, then computes them. A
     batch's scores are nearly all nonzero (every paper shares some common word with
     every description), so the count is known to be at most the dense size: its own
     kernels are called with arrays of that size. The sums are scipy's, in its order.
+    Indices are 32-bit where they fit (half the bytes to write and read back), unless
+    `wide`.
     """
     rows, columns = a.shape[0], b.shape[1]
-    index = np.int64
+    if wide is None:
+        wide = max(rows * columns, a.nnz, b.nnz, a.shape[1]) >= np.iinfo(np.int32).max
+    index: np.dtype[np.int32 | np.int64] = np.dtype(np.int64 if wide else np.int32)
     indptr = np.empty(rows + 1, dtype=index)
     found = np.empty(rows * columns, dtype=index)
     values = np.empty(rows * columns, dtype=np.float64)

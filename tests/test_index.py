@@ -399,9 +399,10 @@ def test_profiles_compiled_many_at_a_time_are_those_compiled_one_by_one(
     shape=st.tuples(st.integers(0, 12), st.integers(1, 30), st.integers(0, 9)),
     density=st.floats(0.0, 1.0),
     seed=st.integers(0, 2**32 - 1),
+    wide=st.sampled_from([None, True]),  # 32-bit indices (as they fit here), or 64
 )
 def test_the_one_pass_product_is_scipys_product_to_the_last_bit(
-    shape: tuple[int, int, int], density: float, seed: int
+    shape: tuple[int, int, int], density: float, seed: int, wide: bool | None
 ) -> None:
     rows, inner, columns = shape
     rng = np.random.default_rng(seed)
@@ -414,6 +415,6 @@ def test_the_one_pass_product_is_scipys_product_to_the_last_bit(
         a.indices[span], a.data[span] = a.indices[span][order], a.data[span][order]
     a.has_sorted_indices = False
     expected = (a @ b).toarray()
-    found = dense_product(a, b)
+    found = dense_product(a, b, wide=wide)
     assert found.shape == expected.shape
     assert found.tobytes() == expected.tobytes()
