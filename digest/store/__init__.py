@@ -1,8 +1,9 @@
 """Everything `digest` remembers; the only package that speaks SQL.
 
 `schema` holds the tables, `records` the values handed out, `db` the `Store` and its
-queries, `outbox` the delivery loop's bookkeeping (`Store.outbox()`), `corpus` the term
-counts.
+queries, `outbox` the delivery loop's bookkeeping (`Store.outbox()`), `ledger` the
+ledger's bulk queries (a run's digests queued at once, many subscribers' history),
+`corpus` the term counts.
 
 Tables:
 

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import sqlite
 from digest.errors import DigestError
 from digest.fetch import Cached
 from digest.models import Paper
-from digest.store import corpus
+from digest.store import corpus, ledger
 from digest.store.corpus import Recount
 from digest.store.outbox import Outbox
 from digest.store.records import (
@@ -26,8 +26,6 @@ from digest.store.records import (
     SubscriberState,
     _delivery,
     _iso,
-    _items,
-    _items_json,
     _subscriber_state,
     merge_papers,
     paper_from_json,
@@ -299,51 +297,11 @@ class Store:
         """`queue` for many digests in one transaction, which commits (and syncs) once:
         at thousands of subscribers a commit per digest costs more than rendering them.
         Returns how many were queued; those already queued are left as they were."""
-        fresh: dict[tuple[str, str], OutboxEntry] = {}
-        for entry in entries:
-            fresh.setdefault((entry.subscriber.lower(), entry.digest_key), entry)
-        if not fresh:
-            return 0
+        entries = list(entries)
+        if not entries:
+            return 0  # (no write transaction: it would wait for the lock)
         with self.transaction() as connection:
-            # Statements for the whole batch (executemany), not two per digest.
-            known = connection.execute(
-                sa.select(deliveries_table.c.subscriber, deliveries_table.c.digest_key).where(
-                    deliveries_table.c.subscriber.in_({s for s, _ in fresh})
-                    & deliveries_table.c.digest_key.in_({k for _, k in fresh})
-                )
-            )
-            for subscriber, key in known:
-                fresh.pop((subscriber, key), None)
-            if not fresh:
-                return 0
-            created = _iso(now)
-            connection.execute(
-                self._insert(deliveries_table).on_conflict_do_nothing(),
-                [
-                    {
-                        "subscriber": subscriber,
-                        "digest_key": key,
-                        "digest_date": entry.digest_date.isoformat(),
-                        "state": QUEUED,
-                        "message_id": entry.message_id,
-                        "message": entry.message,
-                        "items": _items_json(entry.items),
-                        "created_at": created,
-                        "attempts": 0,
-                    }
-                    for (subscriber, key), entry in fresh.items()
-                ],
-            )
-            given = [
-                {"subscriber": subscriber, "paper_id": item.paper_id, "digest_key": key}
-                for (subscriber, key), entry in fresh.items()
-                for item in entry.items
-            ]
-            if given:
-                connection.execute(
-                    self._insert(delivered_papers_table).on_conflict_do_nothing(), given
-                )
-        return len(fresh)
+            return ledger.queue(connection, self._insert, entries, now)
 
     def due_deliveries(self, now: dt.datetime) -> list[Delivery]:
         """Queued messages, and deferred ones whose retry time has come, oldest first."""
@@ -388,34 +346,8 @@ class Store:
         """`deliveries_for` for many subscribers in one query (lower-cased address → their
         latest `limit` digests, newest first), without the message bytes. Callers pass a
         few hundred addresses at a time: each is a bound parameter."""
-        wanted = sorted({address.lower() for address in subscribers})
-        if not wanted:
-            return {}
-        d = deliveries_table.c
-        number = (
-            sa.func.row_number()
-            .over(partition_by=d.subscriber, order_by=(d.digest_date.desc(), d.id.desc()))
-            .label("number")
-        )
-        latest = (
-            sa.select(d.subscriber, d.digest_key, d.digest_date, d["items"], number)
-            .where(d.subscriber.in_(wanted))
-            .subquery()
-        )
-        query = (
-            sa.select(latest)
-            .where(latest.c.number <= limit)
-            .order_by(latest.c.subscriber, latest.c.number)
-        )
-        history: dict[str, list[DigestRecord]] = {}
         with self._reader.connect() as connection:
-            for row in connection.execute(query):
-                history.setdefault(row.subscriber, []).append(
-                    DigestRecord(
-                        row.digest_key, dt.date.fromisoformat(row.digest_date), _items(row.items)
-                    )
-                )
-        return history
+            return ledger.history(connection, subscribers, limit)
 
     def deliveries_in_state(self, *states: str) -> list[Delivery]:
         query = (
