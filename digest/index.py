@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import accumulate, chain
 
 import numpy as np
 import numpy.typing as npt
@@ -113,6 +115,28 @@ Match_ = tuple[int, float, tuple[str, ...]]
 Verdicts = list[list[Match_]]
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """A batch's verdicts in few objects, for a forked worker to send: per subscriber how
+    many papers, then every chosen paper's index, score and reasons, one after another."""
+
+    counts: list[int]
+    papers: Ints
+    values: Floats
+    reasons: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def of(cls, verdicts: Verdicts) -> Chosen:
+        flat = list(chain.from_iterable(verdicts))
+        papers, values, reasons = zip(*flat, strict=True) if flat else ((), (), ())
+        return cls(
+            list(map(len, verdicts)),
+            np.array(papers, dtype=np.int64),
+            np.array(values, dtype=np.float64),
+            reasons,
+        )
+
+
 class _Work:
     """Everything a batch of subscribers is matched with: shared by forked workers."""
 
@@ -141,12 +165,18 @@ class _Work:
             self.tie_ranks[key][order] = np.arange(len(slots))
         self.wording: Wording = {}
 
-    def matches(self, verdicts: Verdicts) -> list[list[Match]]:
-        papers = self.index.papers
-        return [[Match(papers[p], value, reasons) for p, value, reasons in v] for v in verdicts]
+    def matches(self, chosen: Chosen) -> list[list[Match]]:
+        every = self.index.papers
+        papers = map(every.__getitem__, chosen.papers.tolist())
+        made = list(map(Match, papers, chosen.values.tolist(), chosen.reasons))
+        ends = list(accumulate(chosen.counts))
+        return [made[end - count : end] for count, end in zip(chosen.counts, ends, strict=True)]
 
-    def run(self, chunk: Sequence[Request]) -> Verdicts:
+    def run(self, chunk: Sequence[Request]) -> Chosen:
         """The verdicts of one batch of requests."""
+        return Chosen.of(self.verdicts(chunk))
+
+    def verdicts(self, chunk: Sequence[Request]) -> Verdicts:
         rows = self.compiler.rows(chunk)
         values, titles, presence = self.index.matrices()
         scores = dense_product(rows.weights, values)

@@ -27,7 +27,7 @@ from scipy import sparse
 from digest.analysis import CorpusStats, PaperText, analyse, find_hit
 from digest.config import load_subscriber
 from digest.errors import ConfigError
-from digest.index import Request, _Work, dense_product, select_many
+from digest.index import Chosen, Request, _Work, dense_product, select_many
 from digest.match import WEIGHTS, Profile, compile_profile, select
 from digest.models import Interests, Match, Paper, Subscriber
 from digest.postings import INDEXED_PHRASE, PaperIndex
@@ -254,7 +254,8 @@ def test_a_subscriber_judged_paper_by_paper_gets_what_select_gives(
     chosen = 0
     for s in variety(papers):
         request: Request = (s, offered, liked)
-        again = work.matches([work.pick_again(request, work.compiler.profile(request))])[0]
+        verdicts = [work.pick_again(request, work.compiler.profile(request))]
+        again = work.matches(Chosen.of(verdicts))[0]
         assert again == select(s, offered, stats, liked, analysed=analysed), s.slug
         chosen += len(again)
     assert chosen > 20
