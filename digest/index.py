@@ -243,9 +243,10 @@ class _Work:
                     )
             passing[judged[group]] = False
             # Best first; ties go to more upvotes, then the smaller id, then the offered order.
-            at, slot = np.nonzero(passing)
-            value = block[at, slot]
-            order = np.lexsort((self.tie_ranks[key][slot], -value, at))
+            places = np.flatnonzero(passing)
+            at, slot = np.divmod(places, block.shape[1])
+            value = block.ravel()[places]
+            order = _best_first(at, value, self.tie_ranks[key][slot], len(slots))
             at, slot, value = at[order], slot[order], value[order]
             rank = np.arange(len(at)) - np.searchsorted(at, at)
             top = rank < wanted[group][at]
@@ -403,6 +404,19 @@ def dense_product(
     # (scipy-stubs types the last argument as indices; it is the dense output)
     _sparsetools.csr_todense(rows, columns, indptr, found, values, dense)  # type: ignore[arg-type]
     return dense
+
+
+def _best_first(at: Ints, value: Floats, tie: Ints, ties: int) -> Ints:
+    """`np.lexsort((tie, -value, at))`: the order of pairs by row, then score (highest
+    first), then `tie` (below `ties`), as one sort of whole numbers where they fit in 63
+    bits, which is several times faster."""
+    if not len(at):
+        return np.zeros(0, dtype=np.int64)
+    _, strength = np.unique(-value, return_inverse=True)
+    levels = int(strength.max()) + 1
+    if (int(at.max()) + 1) * levels * ties >= 1 << 63:
+        return np.lexsort((tie, -value, at))
+    return np.argsort((at * levels + strength) * ties + tie, kind="stable")
 
 
 def _entries(matrix: sparse.csr_matrix) -> tuple[tuple[Ints, Ints], Floats]:
