@@ -31,20 +31,19 @@ product sums every term over the parts in order (`digest.profile_rows`). The sco
 from one pass of scipy's product kernel (`digest.index.dense_product`), and the workers
 send each batch as it is done.
 
-Latest figures, 2-core machine, Python 3.11.7, 2026-11-28 (fourth session), 100,000
-subscribers x 1,000 papers, 2 workers, nothing else running (load about 1.0 before;
-this machine's speed drifts by 15 % within minutes, so runs of the same code differ):
-  this code:      13.99 s wall / 25.0 s CPU, 14.95 s / 26.5 s; alternating with the code
-                  before the last change (the paper analysis and index): 15.23 / 27.3
-                  and 13.79 / 24.7 against 13.29 / 23.2 and 15.53 / 27.4; the best run of
-                  the session, before that change, 12.67 s / 22.4 s (load 0.84)
-  session start:  26.04 s wall / 45.7 s CPU (load 0.53)
-Peak RSS 796-798 MB parent and 567-572 MB worker. The same 877,979 matches with the
-same 1,753,957 reasons as before, and as the naive loop on the slice. What is left, per
-2,048-subscriber batch once caches are warm (one process, CPU): about 0.35 s, of which
-the reasons 0.10, compiling rows 0.12 (reading the description pieces no one else
-wrote, 0.05), the product 0.07; before the workers start, analysing the papers and
-building the index take about 2 s. The target is 10 s: not reached.
+Latest figures, 2-core machine, Python 3.11.7, 2026-11-28 (fifth session), 100,000
+subscribers x 1,000 papers, 2 workers. This machine's speed drifts by 15-40 % within
+minutes, so this code and the session's starting code were run alternately, each pair
+a minute apart (wall s / CPU s of both processes):
+  this code:      10.06 / 18.1, 10.72 / 19.1, 11.37 / 20.4, 12.00 / 21.8
+  session start:  12.27 / 22.0, 11.99 / 21.5, 12.45 / 22.2, 13.28 / 23.8
+About 13 % less time in each pair (0.82-0.91); in a slow spell earlier, the session's
+code before its last change took 15.6-16.2 s against 16.9-17.7 s. Peak RSS 774-789 MB parent and 532-551 MB worker. The
+same 877,979 matches with the same 1,753,957 reasons as before, and as the naive loop
+on the slice. Analysing the papers (`analyse_all`, the collector paused) takes about
+0.5 s, building the index about 0.9 s before the workers start; a warm batch of 2,048
+subscribers about 0.3 s of CPU, a third of it reading descriptions no one else wrote
+and working out reasons. The target is 10 s: reached in the best run only.
 """
 
 from __future__ import annotations
