@@ -195,15 +195,18 @@ def fetch_all(
     try:
         for source in config.sources:
             days = catch_up_days(store, source.name, today)
+            complete = store.days_with_papers(source.name, days[0], days[-1])
             try:
-                papers = fetch_papers(client, source, days)
+                papers = fetch_papers(client, source, days, complete)
             except SourceError as error:
                 log.warning("%s", error)
                 outcomes.append(SourceOutcome(source.name, days, 0, error))
                 continue
             store.record_papers(papers, now, recount)
             counts = Counter(paper.day for paper in papers)
-            store.record_source_days(source.name, {day: counts[day] for day in days}, now)
+            # A day had before and not listed again (arXiv's) keeps the count it had.
+            found = {day: counts[day] for day in days if counts[day] or day not in complete}
+            store.record_source_days(source.name, found, now)
             log.info("%s: %d papers for %s..%s", source.name, len(papers), days[0], days[-1])
             outcomes.append(SourceOutcome(source.name, days, len(papers)))
     finally:

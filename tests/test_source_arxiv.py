@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import html
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from httpserver import LoopbackServer, Reply, replies
+from httpserver import LoopbackServer, RecordedRequest, Reply, replies
 
 from digest.config import DEFAULT_BASE_URLS, SourceConfig
 from digest.errors import SourceError
@@ -17,13 +19,16 @@ from digest.models import Link, Paper
 from digest.sources import fetch_papers
 from digest.sources.arxiv import (
     API_PAUSE,
+    LISTING_PAUSE,
     fetch_days,
     fetch_ids,
     listing_url,
     parse_api,
     parse_listing,
     parse_listing_page,
+    parse_recent_page,
     query_api,
+    recent_url,
 )
 
 ARXIV = Path(__file__).parent / "fixtures" / "arxiv"
@@ -302,8 +307,10 @@ def test_a_listing_that_shows_another_announcement_gives_no_papers_for_the_day(
 ) -> None:
     server.serve_bytes("/atom/cs.AI", repaired())
     source = source_for(server, "cs.AI")
-    assert fetch_days(fetcher, source, [ANNOUNCED + dt.timedelta(days=1)]) == []
-    assert fetch_days(fetcher, source, [ANNOUNCED - dt.timedelta(days=1)]) == []
+    assert fetch_days(fetcher, source, [ANNOUNCED + dt.timedelta(days=1)]) == []  # not yet
+    before = ANNOUNCED - dt.timedelta(days=1)
+    assert fetch_days(fetcher, source, [before], complete=[before]) == []  # had before
+    assert server.paths() == ["/atom/cs.AI", "/atom/cs.AI"]
 
 
 def test_a_paper_listed_in_two_categories_is_returned_once(
@@ -400,3 +407,176 @@ def test_the_new_html_listing_as_served_keeps_abstracts_and_drops_replacements()
 def test_a_page_without_a_listing_is_a_layout_error() -> None:
     with pytest.raises(SourceError, match="no dl#articles listing"):
         parse_listing_page(b"<html><body><p>We moved.</p></body></html>", day=dt.date(2024, 11, 22))
+
+
+# --- days missed: the recent listing and the API ------------------------------------------
+
+RECENT_DAYS = {  # the recent capture's days: where each starts, how many entries
+    dt.date(2024, 11, 22): (0, 75),
+    dt.date(2024, 11, 21): (75, 67),
+    dt.date(2024, 11, 20): (142, 94),
+    dt.date(2024, 11, 19): (236, 101),
+    dt.date(2024, 11, 18): (337, 60),
+}
+LATEST = dt.date(2024, 11, 22)  # a Friday
+
+
+def announced_on(day: dt.date) -> bytes:
+    """The repaired listing as if announced on `day` (an astro-ph listing, say)."""
+    raw = entries(repaired())
+    for entry in raw:
+        published = entry.find("atom:published", NS)
+        assert published is not None
+        published.text = f"{day.isoformat()}T00:00:00-05:00"
+    return listing(raw)
+
+
+def api_answer(request: RecordedRequest, *, leave_out: str = "") -> Reply:
+    """The export API's answer for an id_list query: the current capture's first entry,
+    once per id asked for (but `leave_out`), with that id, title and abstract."""
+    root = ET.fromstring(CURRENT_API.read_bytes())
+    template = root.findall("atom:entry", NS)[0]
+    for entry in root.findall("atom:entry", NS):
+        root.remove(entry)
+    for paper_id in request.query["id_list"].split(","):
+        if paper_id == leave_out:
+            continue
+        entry = copy.deepcopy(template)
+        for tag, text in (
+            ("atom:id", f"http://arxiv.org/abs/{paper_id}v1"),
+            ("atom:title", f"Title of {paper_id}"),
+            ("atom:summary", f"Abstract of {paper_id}."),
+        ):
+            node = entry.find(tag, NS)
+            assert node is not None
+            node.text = text
+        for link in entry.findall("atom:link", NS):  # the abs and pdf links name it too
+            link.set("href", re.sub(r"\d{4}\.\d{4,5}", paper_id, link.get("href", "")))
+        root.append(entry)
+    return Reply(body=ET.tostring(root, xml_declaration=True, encoding="utf-8"))
+
+
+def test_the_recent_listing_says_where_each_day_starts_and_which_it_shows_whole() -> None:
+    page = parse_recent_page(LIST_PAGE.read_bytes(), url="https://arxiv.org/list/astro-ph/recent")
+    assert {day: len(papers) for day, papers in page.days.items()} == {
+        day: count for day, (_, count) in RECENT_DAYS.items()
+    }
+    assert page.starts == {day: start for day, (start, _) in RECENT_DAYS.items()}
+    assert page.whole == set(RECENT_DAYS)
+    assert recent_url("https://export.arxiv.org", "astro-ph", 75) == (
+        "https://arxiv.org/list/astro-ph/recent?skip=75&show=2000"
+    )
+
+
+def test_days_missed_before_the_latest_listing_are_caught_up_with_their_abstracts(
+    server: LoopbackServer, fetcher: Fetcher
+) -> None:
+    server.serve_bytes("/atom/astro-ph", announced_on(LATEST))
+    server.serve_file("/list/astro-ph/recent", LIST_PAGE, content_type="text/html")
+    recent = parse_recent_page(LIST_PAGE.read_bytes())
+    withdrawn = recent.days[dt.date(2024, 11, 21)][0].id  # the API does not answer for it
+    server.route("/api/query", lambda request: api_answer(request, leave_out=withdrawn))
+    pauses: list[float] = []
+    # The 19th was fetched with papers before; the 20th and 21st were missed (an outage).
+    days = [dt.date(2024, 11, d) for d in (19, 20, 21, 22)]
+    papers = fetch_days(
+        fetcher,
+        source_for(server, "astro-ph"),
+        days,
+        complete=[days[0]],
+        sleep=pauses.append,
+    )
+    by_day = Counter(paper.day for paper in papers)
+    assert by_day == {LATEST: len(entries(repaired())), days[1]: 94, days[2]: 67}
+    caught = [paper for paper in papers if paper.day in days[1:3]]
+    assert [p.id for p in caught] == [p.id for d in days[1:3] for p in recent.days[d]]
+    for paper in caught:
+        if paper.id == withdrawn:  # as the listing gave it: title and authors, no abstract
+            assert paper.abstract == "" and paper.title
+        else:
+            assert (paper.title, paper.abstract) == (
+                f"Title of {paper.id}",
+                f"Abstract of {paper.id}.",
+            )
+    assert server.paths() == ["/atom/astro-ph", "/list/astro-ph/recent", "/api/query", "/api/query"]
+    assert [len(r.query["id_list"].split(",")) for r in server.requests[2:]] == [100, 61]
+    assert pauses == [LISTING_PAUSE, API_PAUSE, API_PAUSE]
+
+
+def test_a_day_had_before_weekends_and_days_to_come_ask_nothing_more(
+    server: LoopbackServer, fetcher: Fetcher
+) -> None:
+    server.serve_bytes("/atom/astro-ph", announced_on(LATEST))
+    days = [dt.date(2024, 11, d) for d in (16, 17, 21, 22, 23)]  # Sat, Sun, ..., Sat
+    papers = fetch_days(fetcher, source_for(server, "astro-ph"), days, complete=[days[2]])
+    assert {paper.day for paper in papers} == {LATEST}
+    assert server.paths() == ["/atom/astro-ph"]
+
+
+def test_a_day_the_recent_page_shows_in_part_is_asked_for_from_where_it_starts(
+    server: LoopbackServer, fetcher: Fetcher
+) -> None:
+    def page(shown: int, start: int) -> Reply:
+        items = "".join(
+            f"""<dt><a href="/abs/2411.{n:05d}" title="Abstract" id="2411.{n:05d}">x</a></dt>
+<dd><div class='list-title mathjax'>Paper {n}</div></dd>"""
+            for n in range(start, start + shown)
+        )
+        return Reply(
+            body=f"""<html><body><ul>
+<li><a href="/list/astro-ph/recent?skip=0&amp;show=2">Fri, 22 Nov 2024</a></li>
+<li><a href="/list/astro-ph/recent?skip=2&amp;show=2">Thu, 21 Nov 2024</a></li></ul>
+<dl id='articles'><h3>Thu, 21 Nov 2024 (showing {shown} of 3 entries )</h3>{items}</dl>
+</body></html>""".encode()
+        )
+
+    server.route("/list/astro-ph/recent", lambda _r: page(1, 2), query={"skip": "0"})
+    server.route("/list/astro-ph/recent", lambda _r: page(3, 2), query={"skip": "2"})
+    server.serve_bytes("/atom/astro-ph", announced_on(LATEST))
+    server.route("/api/query", api_answer)
+    missed = dt.date(2024, 11, 21)
+    papers = fetch_days(
+        fetcher, source_for(server, "astro-ph"), [missed, LATEST], sleep=lambda _s: None
+    )
+    assert sorted(p.id for p in papers if p.day == missed) == [
+        "2411.00002",
+        "2411.00003",
+        "2411.00004",
+    ]
+    assert [r.query.get("skip") for r in server.requests if "recent" in r.path] == ["0", "2"]
+
+    server.route("/list/astro-ph/recent", lambda _r: page(1, 2), query={"skip": "2"})
+    server.requests.clear()
+    with pytest.raises(SourceError) as caught:
+        fetch_days(fetcher, source_for(server, "astro-ph"), [missed, LATEST], sleep=lambda _s: None)
+    assert caught.value.url.endswith("/list/astro-ph/recent?skip=2&show=2000")
+    assert "shows only part of 2024-11-21" in caught.value.problem
+
+
+def test_a_day_older_than_the_recent_listing_is_logged_and_the_rest_still_fetched(
+    server: LoopbackServer, fetcher: Fetcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.serve_bytes("/atom/astro-ph", announced_on(LATEST))
+    server.serve_file("/list/astro-ph/recent", LIST_PAGE, content_type="text/html")
+    old = dt.date(2024, 11, 14)  # a Thursday, a week before the recent listing's first day
+    with caplog.at_level("WARNING"):
+        papers = fetch_days(fetcher, source_for(server, "astro-ph"), [old, LATEST])
+    assert {paper.day for paper in papers} == {LATEST}
+    assert "/api/query" not in server.paths()
+    assert "2024-11-14" in caplog.text and "not caught up" in caplog.text
+
+
+def test_a_recent_listing_the_server_cannot_give_fails_the_source_by_name_and_url(
+    server: LoopbackServer, fetcher: Fetcher
+) -> None:
+    server.serve_bytes("/atom/astro-ph", announced_on(LATEST))
+    server.route("/list/astro-ph/recent", replies(Reply(503)))
+    with pytest.raises(SourceError) as caught:
+        fetch_days(
+            fetcher,
+            source_for(server, "astro-ph"),
+            [dt.date(2024, 11, 21), LATEST],
+            sleep=lambda _s: None,
+        )
+    assert caught.value.source == "arxiv-test"
+    assert caught.value.url == f"{server.url}/list/astro-ph/recent?skip=0&show=2000"

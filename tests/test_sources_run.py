@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from feedgen.feed import FeedGenerator
 from helpers import FIXTURES, MONTH, maildir_messages
-from httpserver import LoopbackServer, Reply, serve_hf_api
+from httpserver import LoopbackServer, RecordedRequest, Reply, serve_hf_api
 
 from digest.config import Config, load_config
 from digest.errors import SourceError
@@ -228,3 +228,67 @@ keywords = ["agent foundation models", "memory management"]
     lab = [link for link in merged["2508.13171"].links if "lab.example.org" in link.url]
     assert lab == [Link("lab.example.org", "https://lab.example.org/posts/cognitive-workspace")]
     assert merged["2508.13171"].title.startswith("Cognitive Workspace: Active Memory Management")
+
+
+def recent_cs_ai(day: dt.date, ids: list[str]) -> bytes:
+    """A recent listing of cs.AI (the 2024+ layout, as `list_astro-ph_recent_*` shows it)
+    whose only day is `day`, holding `ids`."""
+    label = f"{day:%a}, {day.day} {day:%b %Y}"
+    items = "".join(
+        f"""<dt><a href="/abs/{i}" title="Abstract" id="{i}">arXiv:{i}</a></dt>
+<dd><div class='list-title mathjax'><span class='descriptor'>Title:</span> Listed {i}</div>
+<div class='list-authors'><a href='/a/x'>Ana Pérez</a></div></dd>"""
+        for i in ids
+    )
+    return f"""<html><body><h1>Artificial Intelligence</h1><ul>
+<li><a href="/list/cs.AI/recent?skip=0&amp;show=2000">{label}</a></li></ul>
+<dl id='articles'><h3>{label} (showing {len(ids)} of {len(ids)} entries )</h3>{items}</dl>
+</body></html>""".encode()
+
+
+def api_entries(request: RecordedRequest) -> Reply:
+    """The export API's answer to an id_list query, an entry per id."""
+    entries = "".join(
+        f"""<entry><id>http://arxiv.org/abs/{i}v1</id><title>From the API {i}</title>
+<summary>What {i} is about.</summary><published>2025-08-18T17:00:00Z</published>
+<author><name>Ana Pérez</name></author>
+<link href="https://arxiv.org/abs/{i}v1" rel="alternate" type="text/html"/></entry>"""
+        for i in request.query["id_list"].split(",")
+    )
+    feed = f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">{entries}</feed>'
+    return Reply(body=feed.encode(), headers={"Content-Type": "application/atom+xml"})
+
+
+def test_arxiv_days_missed_in_an_outage_are_caught_up_when_it_is_over(
+    make_config: Callable[..., Config],
+) -> None:
+    monday, tuesday, wednesday = (dt.date(2025, 8, d) for d in (18, 19, 20))
+    missed = ["2508.90001", "2508.90002", "2508.90003"]
+    with LoopbackServer() as server:
+        server.serve_bytes("/api/daily_papers", b"[]", headers={"Content-Type": JSON})
+        on_monday = repaired_listing().replace(b"2025-08-20T", b"2025-08-18T")
+        server.serve_bytes("/atom/cs.AI", on_monday)
+        config = make_config(server=server.url)
+        arxiv = f'[[sources]]\nkind = "arxiv"\ncategories = ["cs.AI"]\nbase_url = "{server.url}"\n'
+        config.path.write_text(
+            config.path.read_text().replace("[delivery]", arxiv + "\n[delivery]")
+        )
+        config = load_config(config.path)
+        run(config, today=monday, fetcher=no_wait())
+
+        server.route("/atom/cs.AI", lambda request: Reply(503))  # Tuesday: arXiv is down
+        with pytest.raises(SourceError):
+            run(config, today=tuesday, fetcher=no_wait())
+
+        server.serve_bytes("/atom/cs.AI", repaired_listing())  # Wednesday's announcement
+        server.serve_bytes("/list/cs.AI/recent", recent_cs_ai(tuesday, missed))
+        server.route("/api/query", api_entries)
+        run(config, today=wednesday, fetcher=no_wait())
+
+    store = Store(config.database)
+    caught = store.papers_between(tuesday, tuesday)
+    complete = store.days_with_papers("arxiv cs.AI", monday, wednesday)
+    store.close()
+    assert sorted(p.id for p in caught) == missed
+    assert {p.abstract for p in caught} == {f"What {i} is about." for i in missed}
+    assert complete == {monday, tuesday, wednesday}

@@ -3,7 +3,10 @@
 A day's papers come from the listings (`rss.arxiv.org/atom/<cat>`): one request per
 category returns the latest announcement with abstracts and authors. The export API
 (`export.arxiv.org/api/query`) answers questions about given papers (liked ids, say); it
-asks for 3 s between calls, so its batches are paced through an injected `sleep`.
+asks for 3 s between calls, so its batches are paced through an injected `sleep`. A day
+missed before the latest announcement (an outage) is caught up from the HTML listing of
+the category's last five announcements (`arxiv.org/list/<cat>/recent`), which names its
+papers by day, and the API, which gives their abstracts.
 
 Both speak Atom with arXiv's own namespace; feedparser keeps those fields
 (`arxiv_announce_type`, `arxiv_primary_category`) and reports well-formedness errors, which
@@ -13,13 +16,15 @@ See research/page-formats.md §6 and §7.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 from bs4 import BeautifulSoup, Tag
 
@@ -48,6 +53,7 @@ LISTING_URL = "https://rss.arxiv.org"
 API_PAUSE = 3.0  # seconds between API calls, as arXiv's API terms ask
 LISTING_PAUSE = 1.0  # between category listings: not required, but cheap politeness
 API_BATCH = 100
+RECENT_SHOW = 2000  # entries per page of a recent listing (a busy day has under 1,000)
 
 # Hosts of arXiv's own API; their listings live on rss.arxiv.org.
 _ARXIV_HOSTS = frozenset({"arxiv.org", "www.arxiv.org", "export.arxiv.org"})
@@ -104,14 +110,17 @@ def fetch_days(
     source: SourceConfig,
     days: Sequence[dt.date],
     *,
+    complete: Collection[dt.date] = (),
     pause: float = LISTING_PAUSE,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Paper]:
     """The papers announced on any of `days` in any of the source's categories, each once.
 
-    One request per category, whatever the number of days: listings only ever show the
-    latest announcement, so a day that is no longer (or not yet) the latest gives nothing,
-    as do weekends and holidays.
+    One request per category gives its latest announcement. A weekday before it that is
+    not `complete` (fetched with papers by an earlier run) was missed, by an outage of
+    arXiv or of ours: its papers come from the category's listing of its last five
+    announcements, and their abstracts from the export API (`catch_up`). Weekends and
+    holidays have no announcement; a day not yet announced gives nothing until it is.
     """
     wanted = set(days)
     found: dict[str, Paper] = {}
@@ -125,7 +134,16 @@ def fetch_days(
         except (FetchError, SourceError) as exc:
             raise SourceError(source.name, exc.url, exc.problem) from exc
         listed = sorted({paper.day for paper in papers})
-        if papers and not wanted & set(listed):
+        latest = listed[-1] if listed else None
+        missed = sorted(
+            day
+            for day in wanted - set(complete) - set(listed)
+            if day.weekday() < 5 and (latest is None or day < latest)
+        )
+        if missed:
+            sleep(pause)
+            papers += catch_up(fetcher, source, category, missed, sleep=sleep)
+        elif papers and not wanted & set(listed):
             log.info(
                 "%s: %s lists %s, not %s", source.name, url, _join(listed), _join(sorted(wanted))
             )
@@ -133,6 +151,75 @@ def fetch_days(
             if paper.day in wanted:
                 found.setdefault(paper.id, paper)
     return list(found.values())
+
+
+def catch_up(
+    fetcher: Fetcher,
+    source: SourceConfig,
+    category: str,
+    days: Sequence[dt.date],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Paper]:
+    """The papers of `category` announced on `days`, no longer in its latest listing.
+
+    The recent listing (`recent_url`) names its days, where each starts among its
+    entries and how many it shows of how many: a day shown in part is asked for from
+    its start. Its entries carry no abstracts; the export API gives them, by id. A day
+    older than the recent listing cannot be caught up: it is logged.
+    """
+    page = _recent_page(fetcher, source, category, 0)
+    chosen: list[Paper] = []
+    for day in days:
+        if day not in page.starts:
+            continue  # no announcement that day, or too long ago (below)
+        if day in page.whole:
+            chosen += page.days[day]
+            continue
+        sleep(LISTING_PAUSE)
+        more = _recent_page(fetcher, source, category, page.starts[day])
+        if day not in more.whole:
+            url = recent_url(source.base_url, category, page.starts[day])
+            raise SourceError(source.name, url, f"the listing shows only part of {day}")
+        chosen += more.days[day]
+    if page.starts and (lost := [day for day in days if day < min(page.starts)]):
+        log.warning(
+            "%s: %s was not fetched on %s and arXiv lists only the days since %s: their "
+            "papers are not caught up",
+            source.name,
+            category,
+            _join(lost),
+            min(page.starts),
+        )
+    if not chosen:
+        return []
+    sleep(API_PAUSE)  # after another category's calls too
+    full = {
+        paper.id: paper
+        for paper in fetch_ids(
+            fetcher, [p.id for p in chosen], day=days[-1], base_url=source.base_url, sleep=sleep
+        )
+    }
+    # The announcement day is the listing's; title, abstract and authors the API's.
+    return [dataclasses.replace(full.get(p.id, p), day=p.day) for p in chosen]
+
+
+def recent_url(base_url: str, category: str, skip: int = 0) -> str:
+    """Where `category`'s listing of its last five announcements is, from entry `skip` on
+    (`arxiv.org/list/<cat>/recent`; other base URLs serve it themselves, as with
+    `listing_url`)."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    base = "https://arxiv.org" if host in _ARXIV_HOSTS else base_url.rstrip("/")
+    return f"{base}/list/{quote(category, safe='.-')}/recent?skip={skip}&show={RECENT_SHOW}"
+
+
+def _recent_page(fetcher: Fetcher, source: SourceConfig, category: str, skip: int) -> Recent:
+    url = recent_url(source.base_url, category, skip)
+    try:
+        response = fetcher.get(url)
+        return parse_recent_page(response.content, url=response.url)
+    except (FetchError, SourceError) as exc:
+        raise SourceError(source.name, exc.url, exc.problem) from exc
 
 
 def query_api(
@@ -247,6 +334,7 @@ def _join(days: Sequence[dt.date]) -> str:
 # --- the HTML listing pages (`arxiv.org/list/<cat>/new`, `/recent`, `/pastweek`) ---------
 
 _SECTION_DAY = re.compile(r"(?:\w+, )?(\d{1,2}) (\w+) (\d{4})")
+_SHOWING = re.compile(r"showing (\d+) of (\d+) entries")
 _SKIPPED_SECTIONS = ("replacement",)
 
 
@@ -260,21 +348,66 @@ def parse_listing_page(content: bytes, *, day: dt.date, url: str = "") -> list[P
     regexes: the server quotes attributes with single quotes, saved pages with double.
     """
     soup = BeautifulSoup(content, "lxml")
+    papers: dict[str, Paper] = {}
+    for _, _, listed in _sections(soup, day, url):
+        for paper in listed:
+            papers.setdefault(paper.id, paper)
+    return list(papers.values())
+
+
+@dataclass(frozen=True)
+class Recent:
+    """A page of a category's recent listing: its papers by announcement day, the days
+    it shows whole, and where each of the listing's days starts among its entries."""
+
+    days: Mapping[dt.date, list[Paper]]
+    whole: frozenset[dt.date]
+    starts: Mapping[dt.date, int]
+
+
+def parse_recent_page(content: bytes, *, url: str = "") -> Recent:
+    """A page of `/list/<cat>/recent` (see `parse_listing_page`): the listing links each
+    of its days with its `skip` ("Thu, 21 Nov 2024" → `?skip=75`), and each day's heading
+    says how many of its entries the page shows."""
+    soup = BeautifulSoup(content, "lxml")
+    days: dict[dt.date, list[Paper]] = {}
+    whole: set[dt.date] = set()
+    unknown = dt.date.min
+    for label, day, listed in _sections(soup, unknown, url):
+        if day == unknown:
+            raise SourceError(SOURCE, url, f"a section of the listing without a day ({label})")
+        days.setdefault(day, []).extend(listed)
+        if (shown := _SHOWING.search(label)) and shown[1] == shown[2]:
+            whole.add(day)
+    starts: dict[dt.date, int] = {}
+    for link in soup.select("a[href*='skip=']"):
+        linked = _day_in(link.get_text(" ", strip=True), unknown)
+        skip = parse_qs(urlsplit(str(link.get("href"))).query).get("skip", [""])[0]
+        if linked != unknown and skip.isdigit():
+            starts.setdefault(linked, int(skip))
+    return Recent(days, frozenset(whole), starts)
+
+
+def _sections(
+    soup: BeautifulSoup, day: dt.date, url: str
+) -> Iterator[tuple[str, dt.date, list[Paper]]]:
+    """Each listing section but replacements: its heading, its day (else the page's, else
+    `day`) and its papers."""
     sections = soup.select("dl#articles")
     if not sections:
         raise SourceError(SOURCE, url, "no dl#articles listing on the page")
     page_day = _day_in(soup.find(string=re.compile(r"Showing new listings for")), day)
-    papers: dict[str, Paper] = {}
     for section in sections:
         heading = section.find("h3") or section.find_previous("h3")
         label = heading.get_text(" ", strip=True) if heading else ""
         if any(word in label.lower() for word in _SKIPPED_SECTIONS):
             continue
         section_day = _day_in(label, page_day)
-        for term in section.find_all("dt"):
-            paper = _listed_paper(term, section_day, url)
-            papers.setdefault(paper.id, paper)
-    return list(papers.values())
+        yield (
+            label,
+            section_day,
+            [_listed_paper(t, section_day, url) for t in section.find_all("dt")],
+        )
 
 
 def _day_in(text: object, default: dt.date) -> dt.date:

@@ -233,6 +233,18 @@ class Store:
             value = connection.execute(query).scalar()
         return dt.date.fromisoformat(value) if value else None
 
+    def days_with_papers(self, source: str, first: dt.date, last: dt.date) -> set[dt.date]:
+        """The days from `first` to `last` that `source` was fetched with papers for."""
+        c = source_days_table.c
+        query = sa.select(c.day).where(
+            (c.source == source)
+            & (c.day >= first.isoformat())
+            & (c.day <= last.isoformat())
+            & (c.papers > 0)
+        )
+        with self._reader.connect() as connection:
+            return {dt.date.fromisoformat(day) for day in connection.scalars(query)}
+
     def recent_runs(self, limit: int = 10) -> list[Run]:
         query = sa.select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)
         with self._reader.connect() as connection:
