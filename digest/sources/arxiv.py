@@ -16,13 +16,12 @@ See research/page-formats.md §6 and §7.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
@@ -201,7 +200,7 @@ def catch_up(
         )
     }
     # The announcement day is the listing's; title, abstract and authors the API's.
-    return [dataclasses.replace(full.get(p.id, p), day=p.day) for p in chosen]
+    return [replace(full.get(p.id, p), day=p.day) for p in chosen]
 
 
 def recent_url(base_url: str, category: str, skip: int = 0) -> str:
