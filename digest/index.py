@@ -28,7 +28,7 @@ from scipy import sparse
 from scipy.sparse import _sparsetools
 
 from digest.analysis import CorpusStats, PaperText, analyse, collector_paused
-from digest.judge_bulk import Wording, field_reasons
+from digest.judge_bulk import Wording, best_first, field_reasons
 from digest.match import eligible, judge
 from digest.models import Match, Paper, Subscriber
 from digest.postings import PaperIndex
@@ -246,7 +246,7 @@ class _Work:
             places = np.flatnonzero(passing)
             at, slot = np.divmod(places, block.shape[1])
             value = block.ravel()[places]
-            order = _best_first(at, value, self.tie_ranks[key][slot], len(slots))
+            order = best_first(at, value, self.tie_ranks[key][slot], len(slots))
             at, slot, value = at[order], slot[order], value[order]
             rank = np.arange(len(at)) - np.searchsorted(at, at)
             top = rank < wanted[group][at]
@@ -404,19 +404,6 @@ def dense_product(
     # (scipy-stubs types the last argument as indices; it is the dense output)
     _sparsetools.csr_todense(rows, columns, indptr, found, values, dense)  # type: ignore[arg-type]
     return dense
-
-
-def _best_first(at: Ints, value: Floats, tie: Ints, ties: int) -> Ints:
-    """`np.lexsort((tie, -value, at))`: the order of pairs by row, then score (highest
-    first), then `tie` (below `ties`), as one sort of whole numbers where they fit in 63
-    bits, which is several times faster."""
-    if not len(at):
-        return np.zeros(0, dtype=np.int64)
-    _, strength = np.unique(-value, return_inverse=True)
-    levels = int(strength.max()) + 1
-    if (int(at.max()) + 1) * levels * ties >= 1 << 63:
-        return np.lexsort((tie, -value, at))
-    return np.argsort((at * levels + strength) * ties + tie, kind="stable")
 
 
 def _entries(matrix: sparse.csr_matrix) -> tuple[tuple[Ints, Ints], Floats]:

@@ -272,12 +272,20 @@ def _strongest_first(
     group: Ints, value: Floats, start: Ints, end: Ints, packed: int = _PACKED
 ) -> Ints:
     """The order of the matches by group, then value (highest first), then first token,
-    then length (longest first): one integer sort where the keys fit in `packed`."""
-    strength, _, rank = _distinct(-value)
+    then length (longest first)."""
     length = end - start
     longest = int(length.max()) + 1
     tie = start * longest + (longest - 1 - length)
-    ties = int(tie.max()) + 1
+    return best_first(group, value, tie, int(tie.max()) + 1, packed)
+
+
+def best_first(group: Ints, value: Floats, tie: Ints, ties: int, packed: int = _PACKED) -> Ints:
+    """`np.lexsort((tie, -value, group))`: the order by group, then value (highest first),
+    then `tie` (whole numbers below `ties`), as one sort of whole numbers where they fit
+    in `packed`, which is several times faster."""
+    if not len(group):
+        return np.zeros(0, dtype=np.int64)
+    strength, _, rank = _distinct(-value)
     if (int(group.max()) + 1) * len(strength) * ties < packed:
         return np.argsort((group * len(strength) + rank) * ties + tie, kind="stable")
     return np.lexsort((tie, rank, group))

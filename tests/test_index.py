@@ -27,7 +27,7 @@ from scipy import sparse
 from digest.analysis import CorpusStats, PaperText, analyse, find_hit
 from digest.config import load_subscriber
 from digest.errors import ConfigError
-from digest.index import Chosen, Request, _best_first, _Work, dense_product, select_many
+from digest.index import Chosen, Request, _Work, dense_product, select_many
 from digest.match import WEIGHTS, Profile, compile_profile, select
 from digest.models import Interests, Match, Paper, Subscriber
 from digest.postings import INDEXED_PHRASE, PaperIndex
@@ -419,24 +419,3 @@ def test_the_one_pass_product_is_scipys_product_to_the_last_bit(
     found = dense_product(a, b, wide=wide)
     assert found.shape == expected.shape
     assert found.tobytes() == expected.tobytes()
-
-
-@settings(max_examples=80, deadline=None)
-@given(
-    pairs=st.lists(
-        st.tuples(st.integers(0, 6), st.sampled_from([8.5, 9.0, 9.0000000001, 12.25, 40.0])),
-        max_size=60,
-    ),
-    seed=st.integers(0, 2**32 - 1),
-    wide=st.booleans(),  # ties so many that the packed keys would not fit: lexsort itself
-)
-def test_pairs_are_ranked_best_first_row_by_row_as_lexsort_ranks_them(
-    pairs: list[tuple[int, float]], seed: int, wide: bool
-) -> None:
-    rows = np.array(sorted(r for r, _ in pairs), dtype=np.int64)
-    values = np.array([v for _, v in pairs], dtype=np.float64)
-    # Within a row each pair's tie-break is its own (a paper appears once per row).
-    tie = np.random.default_rng(seed).permutation(max(len(pairs), 1))[: len(pairs)]
-    ties = 2**62 if wide else max(len(pairs), 1)
-    expected = np.lexsort((tie, -values, rows))
-    assert _best_first(rows, values, tie, ties).tolist() == expected.tolist()

@@ -20,6 +20,7 @@ from digest.judge_bulk import (
     _holding,
     _keys,
     _strongest_first,
+    best_first,
     field_reasons,
 )
 from digest.match import judge, named
@@ -272,3 +273,24 @@ def test_named_says_what_the_general_rule_says_for_one_two_or_three_matches(
     expected = named_by_the_general_rule(text, "title", chosen)
     for _ in range(2):  # the second time from what the field remembers
         assert named(text, "title", list(reversed(chosen))) == expected
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.integers(0, 6), st.sampled_from([8.5, 9.0, 9.0000000001, 12.25, 40.0])),
+        max_size=60,
+    ),
+    seed=st.integers(0, 2**32 - 1),
+    wide=st.booleans(),  # ties so many that the packed keys would not fit: lexsort itself
+)
+def test_pairs_are_ranked_best_first_row_by_row_as_lexsort_ranks_them(
+    pairs: list[tuple[int, float]], seed: int, wide: bool
+) -> None:
+    rows = np.array(sorted(r for r, _ in pairs), dtype=np.int64)
+    values = np.array([v for _, v in pairs], dtype=np.float64)
+    # Within a row each pair's tie-break is its own (a paper appears once per row).
+    tie = np.random.default_rng(seed).permutation(max(len(pairs), 1))[: len(pairs)]
+    ties = 2**62 if wide else max(len(pairs), 1)
+    expected = np.lexsort((tie, -values, rows))
+    assert best_first(rows, values, tie, ties).tolist() == expected.tolist()
