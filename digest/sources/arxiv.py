@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 SOURCE = "arxiv"
 API_URL = "https://export.arxiv.org"
 LISTING_URL = "https://rss.arxiv.org"
+PAGES_URL = "https://arxiv.org"  # the HTML listings
 API_PAUSE = 3.0  # seconds between API calls, as arXiv's API terms ask
 LISTING_PAUSE = 1.0  # between category listings: not required, but cheap politeness
 API_BATCH = 100
@@ -99,9 +100,7 @@ def listing_url(base_url: str, category: str) -> str:
     their listing host `https://rss.arxiv.org`; any other base URL (a mirror, a test
     server) serves both the API (`/api/query`) and the listings (`/atom/<cat>`) itself.
     """
-    host = (urlsplit(base_url).hostname or "").lower()
-    base = LISTING_URL if host in _ARXIV_HOSTS else base_url.rstrip("/")
-    return f"{base}/atom/{quote(category, safe='.-')}"
+    return f"{_served_by(base_url, LISTING_URL)}/atom/{quote(category, safe='.-')}"
 
 
 def fetch_days(
@@ -207,9 +206,15 @@ def recent_url(base_url: str, category: str, skip: int = 0) -> str:
     """Where `category`'s listing of its last five announcements is, from entry `skip` on
     (`arxiv.org/list/<cat>/recent`; other base URLs serve it themselves, as with
     `listing_url`)."""
+    listing = f"{_served_by(base_url, PAGES_URL)}/list/{quote(category, safe='.-')}/recent"
+    return f"{listing}?skip={skip}&show={RECENT_SHOW}"
+
+
+def _served_by(base_url: str, arxiv_host: str) -> str:
+    """Where a source with `base_url` finds what arXiv serves from `arxiv_host`: there,
+    for arXiv's own hosts; a mirror or a test server serves everything itself."""
     host = (urlsplit(base_url).hostname or "").lower()
-    base = "https://arxiv.org" if host in _ARXIV_HOSTS else base_url.rstrip("/")
-    return f"{base}/list/{quote(category, safe='.-')}/recent?skip={skip}&show={RECENT_SHOW}"
+    return arxiv_host if host in _ARXIV_HOSTS else base_url.rstrip("/")
 
 
 def _recent_page(fetcher: Fetcher, source: SourceConfig, category: str, skip: int) -> Recent:
