@@ -178,20 +178,44 @@ class PaperIndex:
         """(value, title, presence): term × paper matrices of Hit.value, of a title
         mention (1.0) and of any mention (1.0)."""
         if self._built != len(self.ids):
-            extra = np.array(self._extra, dtype=np.float64).reshape(-1, 4)
-            rows, cols, values, titles = self._entries
-            rows = np.concatenate([rows, extra[:, 0].astype(np.int32)])
-            cols = np.concatenate([cols, extra[:, 1].astype(np.int32)])
-            values = np.concatenate([values, extra[:, 2]])
-            titles = np.concatenate([titles, extra[:, 3]])
-            shape = (len(self.ids), len(self.texts))
-            self._matrices = (
-                sparse.csr_matrix((values, (rows, cols)), shape=shape),
-                sparse.csr_matrix((titles, (rows, cols)), shape=shape),
-                sparse.csr_matrix((np.ones_like(values), (rows, cols)), shape=shape),
-            )
+            # Rows are only ever added (long phrases found later): the rows built before
+            # stay as they are, and only the new ones are made and stacked below them.
+            built = self._built
+            if built < 0:
+                built = self._base_terms
+                self._matrices = self._rows_of(*self._entries, 0, built)
+            new = [entry for entry in self._extra if entry[0] >= built]
+            if new:
+                extra = np.array(new, dtype=np.float64)
+                rows, cols = extra[:, 0].astype(np.int32), extra[:, 1].astype(np.int32)
+                below = self._rows_of(rows, cols, extra[:, 2], extra[:, 3], built, len(self.ids))
+                self._matrices = cast(
+                    tuple[sparse.csr_matrix, sparse.csr_matrix, sparse.csr_matrix],
+                    tuple(
+                        sparse.vstack([above, more], format="csr")
+                        for above, more in zip(self._matrices, below, strict=True)
+                    ),
+                )
             self._built = len(self.ids)
         return self._matrices
+
+    def _rows_of(
+        self,
+        rows: npt.NDArray[np.int32],
+        cols: npt.NDArray[np.int32],
+        values: Floats,
+        titles: Floats,
+        first: int,
+        past: int,
+    ) -> tuple[sparse.csr_matrix, sparse.csr_matrix, sparse.csr_matrix]:
+        """The matrices' rows from term row `first` up to `past`, of these entries."""
+        shape = (past - first, len(self.texts))
+        at = (rows - first, cols)
+        return (
+            sparse.csr_matrix((values, at), shape=shape),
+            sparse.csr_matrix((titles, at), shape=shape),
+            sparse.csr_matrix((np.ones_like(values), at), shape=shape),
+        )
 
     def ranks(self) -> Floats:
         """Each term's place in the sorted order of all terms. The rows were numbered in

@@ -14,6 +14,7 @@ from digest.analysis import FIELDS, CorpusStats, PaperText, analyse, find_hit
 from digest.models import Paper
 from digest.postings import INDEXED_PHRASE, PaperIndex
 from digest.profile import Profile
+from digest.text import tokens
 
 
 def expected_hits(text: PaperText, index: PaperIndex) -> dict[str, object]:
@@ -64,6 +65,29 @@ def test_rows_are_the_terms_sorted_and_the_matrices_hold_each_papers_hits() -> N
         assert value[rows, p].tolist() == [h.value for h in found.values()]
         assert title[rows, p].tolist() == [float(h.title is not None) for h in found.values()]
         assert presence[:, p].sum() == len(found)
+
+
+def test_long_phrases_found_between_uses_of_the_matrices_widen_them_as_if_found_first() -> None:
+    papers = corpus_papers()[:80]
+    # Five words in a row of one clause of several titles: terms longer than the index holds.
+    firsts = [tokens(p.title)[:5] for p in papers]
+    wanted = [
+        " ".join(t.stem for t in f)
+        for f in firsts
+        if len(f) == 5 and len({t.clause for t in f}) == 1
+    ][:4]
+    assert len(wanted) == 4
+    early, late = index_of(papers), index_of(papers)
+    for phrase in wanted:
+        assert early.term(phrase) is not None
+    for phrase in wanted:
+        late.matrices()
+        assert late.term(phrase) == early.term(phrase)
+    for grown, whole in zip(late.matrices(), early.matrices(), strict=True):
+        assert grown.shape == whole.shape == (len(early.names), len(papers))
+        assert np.array_equal(grown.indptr, whole.indptr)
+        assert np.array_equal(grown.indices, whole.indices)
+        assert np.array_equal(grown.data, whole.data)
 
 
 words = st.sampled_from(
