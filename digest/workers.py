@@ -13,6 +13,8 @@ done again here, where an error reaches the caller.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import multiprocessing
 import queue
 import threading
@@ -34,6 +36,10 @@ F = TypeVar("F")  # what this process makes of it
 
 # What a copy sends: a batch done (its number and result), or None when it has ended.
 Sent = tuple[int, R] | None
+# What a copy's pipe holds, where the system allows (Linux's default most): a batch's
+# result is about a megabyte. In a pipe of 64 KiB, the copy waits a dozen times a batch
+# for this process's reader thread, which waits for the interpreter lock each time.
+PIPE_SIZE = 1 << 20
 
 
 def can_fork() -> bool:
@@ -98,11 +104,24 @@ def _start(
     count: int,
     counter: Counter,
 ) -> _Copy[R]:
-    receive, send = context.Pipe(duplex=False)
+    receive, send = pipe(context)
     process = context.Process(target=_copy, args=(run, count, counter, send), daemon=True)
     process.start()
     send.close()
     return _Copy(process, receive)
+
+
+def pipe(
+    context: multiprocessing.context.ForkContext,
+) -> tuple[Connection, Connection]:
+    """A one-way pipe (receiving end, sending end) that holds PIPE_SIZE bytes where the
+    system lets it, else as much as it holds by default."""
+    receive, send = context.Pipe(duplex=False)
+    resize = getattr(fcntl, "F_SETPIPE_SZ", None)  # (Linux only)
+    if resize is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(send.fileno(), resize, PIPE_SIZE)
+    return receive, send
 
 
 def _copy(run: Callable[[int], R], count: int, counter: Counter, send: Connection) -> None:

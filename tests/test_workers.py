@@ -3,13 +3,16 @@ once, finished here in order, and whatever a copy does not deliver is done here.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
+import threading
 import time
 
 import pytest
 
 from digest.errors import ConfigError
-from digest.workers import can_fork, in_processes
+from digest.workers import PIPE_SIZE, can_fork, in_processes, pipe
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="needs fork")
 
@@ -50,3 +53,15 @@ def test_an_error_in_a_batch_reaches_the_caller_whichever_process_met_it_first()
 
     with pytest.raises(ConfigError, match=r"empty\.toml"):
         in_processes(run, 10, lambda result: result, workers=2)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pipe sizes are Linux's")
+def test_a_copys_pipe_holds_a_whole_batch_result_without_this_process_reading() -> None:
+    receive, send = pipe(multiprocessing.get_context("fork"))
+    result = os.urandom(PIPE_SIZE * 9 // 10)  # about what a batch of 2,048 sends
+    writer = threading.Thread(target=send.send_bytes, args=(result,), daemon=True)
+    writer.start()
+    writer.join(timeout=5)
+    sent = not writer.is_alive()
+    assert receive.recv_bytes() == result
+    assert sent, "the copy had to wait for this process to read"
