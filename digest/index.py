@@ -10,9 +10,10 @@ its terms in sorted order, the order in which `judge` (the one definition of a m
 adds them up, and the product adds in row order: the scores are `judge`'s to the last
 bit. The best pairs of each subscriber are then ranked as `select` ranks them and given
 the reasons `judge` gives, worked out for all the pairs of a batch at once
-(`digest.judge_bulk`). A pair nothing can be named for on its own goes to `judge`, and
-so does every pair of a subscriber who likes papers. With `workers` > 1, forked
-processes take batches in turn until none is left (`digest.workers`).
+(`digest.judge_bulk`), the fallback for pairs of many small matches included. A pair
+left with no reason at all goes to `judge`, and so does every pair of a subscriber who
+likes papers. With `workers` > 1, forked processes take batches in turn until none is
+left (`digest.workers`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from scipy import sparse
 from scipy.sparse import _sparsetools
 
 from digest.analysis import CorpusStats, PaperText, analyse, collector_paused
-from digest.judge_bulk import Wording, best_first, field_reasons
+from digest.judge_bulk import Wording, best_first, field_reasons, strongest_reasons
 from digest.match import eligible, judge
 from digest.models import Match, Paper, Subscriber
 from digest.postings import PaperIndex
@@ -266,8 +267,8 @@ class _Work:
         picked: tuple[list[Ints], list[Ints], list[Floats]],
     ) -> None:
         """The reasons of the pairs chosen by score, into `chosen`, in their order. A pair
-        whose reasons `judge` alone can name is judged; a subscriber whose pair `judge`
-        turns down has their matches chosen again, pair by pair."""
+        nothing can be named for in bulk is judged; a subscriber whose pair `judge` turns
+        down has their matches chosen again, pair by pair."""
         owner, paper = np.concatenate(picked[0]), np.concatenate(picked[1])
         values = np.concatenate(picked[2])
         if np.any(owner[1:] < owner[:-1]):  # (several groups of papers offered)
@@ -286,10 +287,20 @@ class _Work:
         judged: dict[int, Profile] = {}  # row → its profile, where `judge` was needed
         redo: set[int] = set()
         lengths = np.fromiter(map(len, named), np.int64, len(named))
-        for i in np.flatnonzero(lengths == 0).tolist():
-            r, (p, _, reasons) = owners[i], verdicts[i]
-            if not reasons:
-                # Many small matches and none to name: `judge` names the strongest.
+        unnamed = [i for i in np.flatnonzero(lengths == 0).tolist() if not verdicts[i][2]]
+        if unnamed:
+            # Many small matches and none to name: `judge` names the strongest.
+            at = np.array(unnamed, dtype=np.int64)
+            pairs = (owner[at], paper[at])
+            strongest = strongest_reasons(
+                self.index, self.weights, rows.weights, pairs, self.wording
+            )
+            for i, reasons in zip(unnamed, strongest, strict=True):
+                if reasons:
+                    p, value, _ = verdicts[i]
+                    verdicts[i] = (p, value, reasons)
+                    continue
+                r, p = owners[i], verdicts[i][0]
                 if r not in judged:
                     judged[r] = self.compiler.held_profile(chunk[r], rows, r)
                 value, reasons = judge(judged[r], self.index.texts[p], self.index.hits[p])

@@ -9,8 +9,8 @@ arithmetic as `judge`'s, and the strongest non-overlapping matches of every fiel
 chosen for all the pairs together. Only the wording is Python (`digest.match.named`,
 the same function `judge` ends in), once per distinct choice: a choice is known by
 integers worked out in arrays, and each pair's reasons are put together from arrays of
-the worded choices. Authors, liked papers and the fallback for a pair nothing is named
-for stay with the caller.
+the worded choices. `strongest_reasons` does the same for `judge`'s fallback, the pairs
+of many small matches. Authors and liked papers stay with the caller.
 """
 
 from __future__ import annotations
@@ -55,6 +55,53 @@ def field_reasons(
     the index's rows), not counting liked papers; `phrase`, aligned with `asked.data`,
     marks the keyword phrases. `wording` remembers reasons across calls.
     """
+    floor = REASON_FLOOR * weights.threshold
+    return _reasons(index, weights, asked, phrase, pairs, wording, floor, strongest=False)
+
+
+def strongest_reasons(
+    index: PaperIndex,
+    weights: Weights,
+    terms: sparse.csr_matrix,
+    pairs: tuple[Ints, Ints],
+    wording: Wording,
+) -> list[tuple[str, ...]]:
+    """Per pair whose score comes from many small matches, none worth naming on its own:
+    the reason `judge` names instead, the strongest matches (whatever they are worth) of
+    the field holding the strongest one; () where the paper holds none of the terms.
+
+    `terms` holds each profile's weight of every term of the index it asks for. (A
+    keyword phrase in a title is worth the threshold, so it is named by `field_reasons`:
+    none is among these matches.)
+    """
+    rows, papers = pairs
+    # Only the rows of these pairs (few): the look-ups below are sized by their terms.
+    used, local = np.unique(rows, return_inverse=True)
+    starts, stops = terms.indptr[used].astype(np.int64), terms.indptr[used + 1].astype(np.int64)
+    sizes = stops - starts
+    ends = np.cumsum(sizes)
+    at = np.repeat(starts - ends + sizes, sizes) + np.arange(ends[-1] if len(ends) else 0)
+    indptr = np.r_[0, ends]
+    mine = sparse.csr_matrix(
+        (terms.data[at], terms.indices[at], indptr), (len(used), terms.shape[1])
+    )
+    phrase = np.zeros(len(at), dtype=np.bool_)
+    return _reasons(index, weights, mine, phrase, (local, papers), wording, 0.0, strongest=True)
+
+
+def _reasons(
+    index: PaperIndex,
+    weights: Weights,
+    asked: sparse.csr_matrix,
+    phrase: Bools,
+    pairs: tuple[Ints, Ints],
+    wording: Wording,
+    floor: float,
+    *,
+    strongest: bool,
+) -> list[tuple[str, ...]]:
+    """`field_reasons`, or with `strongest` `strongest_reasons`: the matches worth
+    `floor` are candidates, and the reasons are worded from the choice among them."""
     rows, papers = pairs
     if not len(papers):
         return []
@@ -62,11 +109,19 @@ def field_reasons(
     # the groups below are those of the pairs in this order.
     by_paper = np.argsort(papers, kind="stable")
     group, value, start, end = _candidates(
-        index, weights, asked, phrase, rows[by_paper], papers[by_paper]
+        index, weights, asked, phrase, rows[by_paper], papers[by_paper], floor
     )
+    if strongest and len(group):
+        # `judge`'s fallback: only the field whose strongest match is the strongest (the
+        # first such field; a field holding none counts as 0).
+        best = np.zeros(len(papers) * len(FIELDS), dtype=np.float64)
+        np.maximum.at(best, group, value)
+        field = np.argmax(best.reshape(-1, len(FIELDS)), axis=1)
+        keep = group % len(FIELDS) == field[group // len(FIELDS)]
+        group, value, start, end = group[keep], value[keep], start[keep], end[keep]
     if not len(group):
         return [()] * len(papers)
-    group, start, end = _chosen(group, value, start, end, REASON_FLOOR * weights.threshold)
+    group, start, end = _chosen(group, value, start, end, floor)
     # One line per group (a pair's field): its paper and field, then its choice.
     first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     size = np.diff(np.r_[first, len(group)])
@@ -154,11 +209,12 @@ def _candidates(
     phrase: Bools,
     rows: Ints,
     papers: Ints,
+    floor: float,
     table: int = _TABLE,
 ) -> tuple[Ints, Floats, Ints, Ints]:
-    """What `judge` would consider naming: per pair, field and matched term worth the
-    reason floor there, as (pair * 3 + field, value, first token, past the last).
-    `table`: the most bytes the table of which paper holds which term may take."""
+    """What `judge` would consider naming: per pair, field and matched term worth `floor`
+    there, as (pair * 3 + field, value, first token, past the last). `table`: the most
+    bytes the table of which paper holds which term may take."""
     indptr = asked.indptr.astype(np.int64)
     begins = indptr[rows]
     counts = indptr[rows + 1] - begins
@@ -183,7 +239,7 @@ def _candidates(
         )
     )
     firsts = span[:, 0::2]
-    ok = (firsts >= 0) & (values >= REASON_FLOOR * w.threshold)
+    ok = (firsts >= 0) & (values >= floor)
     entry, field = np.nonzero(ok)
     start = firsts[entry, field]
     return (

@@ -22,11 +22,12 @@ from digest.judge_bulk import (
     _strongest_first,
     best_first,
     field_reasons,
+    strongest_reasons,
 )
 from digest.match import judge, named
 from digest.models import Paper, Subscriber
 from digest.postings import PaperIndex
-from digest.profile import WEIGHTS, Compiler, Profile, compile_for
+from digest.profile import REASON_FLOOR, WEIGHTS, Compiler, Profile, compile_for
 from digest.profile_rows import Request, RowCompiler
 
 FIELD_NAMES = ("title: ", "keywords: ", "abstract: ")
@@ -72,6 +73,7 @@ def judged_alike(
         index, WEIGHTS, rows.asked, rows.phrase, (owners, np.tile(every, len(people))), wording
     )
     compared = several = fallbacks = 0
+    unnamed: list[tuple[int, int, list[str]]] = []
     for k, said in enumerate(named):
         r, p = divmod(k, len(papers))
         total, reasons = judge(compile_for(people[r], stats), texts[p], index.hits[p])
@@ -81,11 +83,19 @@ def judged_alike(
             compared += 1
             several += any(", " in x for x in said)
         elif total > 0 and not any(x.startswith("author: ") for x in reasons):
-            # Nothing worth naming on its own: `judge` names the strongest (the caller asks it).
-            assert len(by_field) <= 1
-            fallbacks += bool(by_field)
+            # Nothing worth naming on its own: `judge` names the strongest.
+            unnamed.append((r, p, by_field))
         else:
             assert by_field == []
+    # Those pairs, worked out at once: `judge`'s fallback, word for word.
+    pairs = (
+        np.array([r for r, _, _ in unnamed], dtype=np.int64),
+        np.array([p for _, p, _ in unnamed], dtype=np.int64),
+    )
+    strongest = strongest_reasons(index, WEIGHTS, rows.weights, pairs, {})
+    for (r, p, by_field), said in zip(unnamed, strongest, strict=True):
+        assert list(said) == by_field, (people[r].slug, papers[p].id)
+        fallbacks += bool(said)
     # Asked again (the wording remembered), the same reasons.
     again = field_reasons(
         index, WEIGHTS, rows.asked, rows.phrase, (owners, np.tile(every, len(people))), wording
@@ -180,8 +190,9 @@ def test_the_table_of_held_terms_says_what_the_index_look_up_says(
     assert held.tolist() == index.locate(wanted)[0].tolist()
     assert _holding(index, asked, pairs[1], counts, at, limit=100) is None
     # Without the table, every term looked up: the same candidates.
-    with_table = _candidates(index, WEIGHTS, asked, rows.phrase, *pairs)
-    without = _candidates(index, WEIGHTS, asked, rows.phrase, *pairs, table=0)
+    floor = REASON_FLOOR * WEIGHTS.threshold
+    with_table = _candidates(index, WEIGHTS, asked, rows.phrase, *pairs, floor)
+    without = _candidates(index, WEIGHTS, asked, rows.phrase, *pairs, floor, table=0)
     assert all(np.array_equal(a, b) for a, b in zip(with_table, without, strict=True))
 
 
