@@ -215,7 +215,10 @@ def part_sums(adds: Asks) -> dict[str, float]:
     """What a keyword or description piece asks of each term: its additions summed in
     order, from zero. A profile adds these sums up part by part (`Compiler`), and so do
     the batch path's rows (`digest.profile_rows`): one definition, the same last bit."""
-    summed: dict[str, float] = {}
+    summed = dict(adds)
+    if len(summed) == len(adds):
+        return summed  # (each term once: 0.0 + weight is the weight)
+    summed = {}
     get = summed.get
     for term, weight in adds:
         summed[term] = get(term, 0.0) + weight
