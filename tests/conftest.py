@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,12 +14,14 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from helpers import MONTH, free_port
+from helpers import DAY_FILE, MONTH, free_port, paper_from_item
 from httpserver import LoopbackServer
 
 from digest.config import Config, load_config
 from digest.demo import capture_server
 from digest.fetch import Fetcher
+from digest.models import Paper
+from digest.render import Renderer
 
 
 @pytest.fixture(autouse=True)
@@ -176,3 +179,14 @@ def smtp_sink() -> Iterator[SMTPSink]:
         yield sink
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="module")
+def papers() -> list[Paper]:
+    """A day of Hugging Face papers, as the email shows them."""
+    return [paper_from_item(item) for item in json.loads(DAY_FILE.read_text("utf-8"))]
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(title="Trending papers")

@@ -10,13 +10,16 @@ import json
 import re
 import socket
 from collections.abc import Iterator, Sequence
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from digest.analysis import CorpusStats, PaperText
-from digest.models import Interests, Paper, Subscriber
+from digest.models import Digest, Interests, Link, Match, Paper, Subscriber
 from digest.postings import PaperIndex
 from digest.profile import WEIGHTS, Compiler, Profile
 from digest.profile_rows import RowCompiler
+from digest.render import DigestLinks, Renderer, message_id_for
 from digest.sources.huggingface import parse_api
 from digest.text import Token
 
@@ -136,3 +139,79 @@ def phrases(toks: Sequence[Token], max_len: int) -> Iterator[tuple[str, int, int
                 break
             words.append(toks[j].stem)
             yield " ".join(words), i, j
+
+
+# The email of a digest: a day of real papers, its links and the message around it.
+
+DAY_FILE = MONTH / "2026-01-05.json"
+LINKS = DigestLinks(
+    unsubscribe_https="https://papers.example.org/unsubscribe/tok123",
+    unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
+    private_feed="https://papers.example.org/feeds/private/abc.atom",
+    archive="https://papers.example.org/archive/2026-01-05.html",
+)
+SENDER = "Paper digest <digest@example.org>"
+SENT_AT = dt.datetime(2026, 1, 5, 7, 30, tzinfo=dt.UTC)
+
+
+def paper_from_item(item: dict[str, Any]) -> Paper:
+    """The few fields of a Hugging Face API item the email shows, mapped by hand."""
+    raw = item["paper"]
+    pid = raw["id"]
+    links = [
+        Link("arXiv", f"https://arxiv.org/abs/{pid}"),
+        Link("PDF", f"https://arxiv.org/pdf/{pid}"),
+    ]
+    if raw.get("githubRepo"):
+        links.append(Link("Code", raw["githubRepo"]))
+    if raw.get("projectPage"):
+        links.append(Link("Project page", raw["projectPage"]))
+    return Paper(
+        id=pid,
+        title=raw["title"],
+        abstract=raw["summary"],
+        day=dt.date.fromisoformat(raw["submittedOnDailyAt"][:10]),
+        source="huggingface",
+        url=f"https://huggingface.co/papers/{pid}",
+        authors=tuple(author["name"] for author in raw["authors"]),
+        upvotes=raw["upvotes"],
+        comments=item["numComments"],
+        ai_summary=raw.get("ai_summary"),
+        links=tuple(links),
+    )
+
+
+def subscriber(name: str = "Ada", keywords: tuple[str, ...] = ("agent", "diffusion")) -> Subscriber:
+    """The reader of the email tests: Ada, asking for `keywords`."""
+    return Subscriber(
+        slug="ada", email="ada@example.org", name=name, interests=Interests(keywords=keywords)
+    )
+
+
+def make_digest(
+    papers: list[Paper],
+    reasons: tuple[str, ...] = ("title: agent", "abstract: diffusion"),
+    who: Subscriber | None = None,
+    key: str = "2026-01-05",
+) -> Digest:
+    """Each paper chosen for the same `reasons`."""
+    matches = tuple(Match(paper, 1.0, reasons) for paper in papers)
+    return Digest(who or subscriber(), key, dt.date(2026, 1, 5), matches)
+
+
+def send(renderer: Renderer, digest: Digest) -> tuple[bytes, EmailMessage]:
+    """The digest's message as it goes out (bytes) and as a mail reader parses them."""
+    rendered = renderer.render(digest, LINKS)
+    message = renderer.message(
+        digest,
+        rendered,
+        LINKS,
+        sender=SENDER,
+        message_id=message_id_for(digest.subscriber.email, digest.key, "example.org"),
+        list_id="digest.papers.example.org",
+        date=SENT_AT,
+    )
+    raw = message.as_bytes(policy=email.policy.SMTP)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return raw, parsed

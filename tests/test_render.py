@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import email
 import email.policy
-import json
 import re
 import textwrap
 from collections.abc import Callable
@@ -20,16 +19,16 @@ from typing import Any
 
 import css_inline
 import pytest
+from helpers import LINKS, SENDER, SENT_AT, make_digest, send, subscriber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.config import Config
 from digest.errors import DigestError
-from digest.models import Digest, Interests, Link, Match, Paper, Subscriber
+from digest.models import Digest, Link, Paper
 from digest.pipeline import run
 from digest.preview import preview
 from digest.render import (
-    DigestLinks,
     EncodedLines,
     Renderer,
     _check_headers,
@@ -40,86 +39,7 @@ from digest.render import (
 )
 from digest.sanitize import clean_header_text, summary
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hf" / "api-month" / "2026-01-05.json"
-LINKS = DigestLinks(
-    unsubscribe_https="https://papers.example.org/unsubscribe/tok123",
-    unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
-    private_feed="https://papers.example.org/feeds/private/abc.atom",
-    archive="https://papers.example.org/archive/2026-01-05.html",
-)
-SENDER = "Paper digest <digest@example.org>"
-SENT_AT = dt.datetime(2026, 1, 5, 7, 30, tzinfo=dt.UTC)
 MAX_HTML = 102 * 1024
-
-
-def paper_from_item(item: dict[str, Any]) -> Paper:
-    """The few fields of a Hugging Face API item the email shows, mapped by hand."""
-    raw = item["paper"]
-    pid = raw["id"]
-    links = [
-        Link("arXiv", f"https://arxiv.org/abs/{pid}"),
-        Link("PDF", f"https://arxiv.org/pdf/{pid}"),
-    ]
-    if raw.get("githubRepo"):
-        links.append(Link("Code", raw["githubRepo"]))
-    if raw.get("projectPage"):
-        links.append(Link("Project page", raw["projectPage"]))
-    return Paper(
-        id=pid,
-        title=raw["title"],
-        abstract=raw["summary"],
-        day=dt.date.fromisoformat(raw["submittedOnDailyAt"][:10]),
-        source="huggingface",
-        url=f"https://huggingface.co/papers/{pid}",
-        authors=tuple(author["name"] for author in raw["authors"]),
-        upvotes=raw["upvotes"],
-        comments=item["numComments"],
-        ai_summary=raw.get("ai_summary"),
-        links=tuple(links),
-    )
-
-
-@pytest.fixture(scope="module")
-def papers() -> list[Paper]:
-    return [paper_from_item(item) for item in json.loads(FIXTURE.read_text("utf-8"))]
-
-
-@pytest.fixture(scope="module")
-def renderer() -> Renderer:
-    return Renderer(title="Trending papers")
-
-
-def subscriber(name: str = "Ada", keywords: tuple[str, ...] = ("agent", "diffusion")) -> Subscriber:
-    return Subscriber(
-        slug="ada", email="ada@example.org", name=name, interests=Interests(keywords=keywords)
-    )
-
-
-def make_digest(
-    papers: list[Paper],
-    reasons: tuple[str, ...] = ("title: agent", "abstract: diffusion"),
-    who: Subscriber | None = None,
-    key: str = "2026-01-05",
-) -> Digest:
-    matches = tuple(Match(paper, 1.0, reasons) for paper in papers)
-    return Digest(who or subscriber(), key, dt.date(2026, 1, 5), matches)
-
-
-def send(renderer: Renderer, digest: Digest) -> tuple[bytes, EmailMessage]:
-    rendered = renderer.render(digest, LINKS)
-    message = renderer.message(
-        digest,
-        rendered,
-        LINKS,
-        sender=SENDER,
-        message_id=message_id_for(digest.subscriber.email, digest.key, "example.org"),
-        list_id="digest.papers.example.org",
-        date=SENT_AT,
-    )
-    raw = message.as_bytes(policy=email.policy.SMTP)
-    parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(parsed, EmailMessage)
-    return raw, parsed
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
@@ -441,29 +361,6 @@ def test_authors_show_the_first_three_then_et_al(renderer: Renderer, papers: lis
     assert "E Five, F Six\n" in text
 
 
-def test_without_a_keyword_match_the_subject_names_the_commonest_matched_terms(
-    renderer: Renderer, papers: list[Paper]
-) -> None:
-    matches = (
-        Match(papers[0], 3.0, ("title: quantization", "abstract: robots")),
-        Match(papers[1], 2.0, ("abstract: robots; title: llm",)),
-        Match(papers[2], 1.0, ("abstract: quantization, robots",)),
-    )
-    digest = Digest(subscriber(), "2026-01-05", dt.date(2026, 1, 5), matches)
-    assert (
-        renderer.render(digest, LINKS).subject == "3 papers on robots and quantization — Mon 5 Jan"
-    )
-    one = dataclasses.replace(digest, matches=matches[:1])
-    assert renderer.render(one, LINKS).subject == "1 paper on quantization and robots — Mon 5 Jan"
-
-
-def test_the_subject_falls_back_to_the_subscribers_keywords(
-    renderer: Renderer, papers: list[Paper]
-) -> None:
-    digest = make_digest(papers[:2], reasons=(), who=subscriber(keywords=("mamba", "ssm", "x")))
-    assert renderer.render(digest, LINKS).subject == "2 papers on mamba and ssm — Mon 5 Jan"
-
-
 def test_an_empty_digest_says_nothing_matched(renderer: Renderer) -> None:
     digest = Digest(subscriber(), "2026-01-05", dt.date(2026, 1, 5), ())
     rendered = renderer.render(digest, LINKS)
@@ -547,96 +444,6 @@ def test_no_builtin_template_marks_anything_safe() -> None:
     assert len(paths) >= 8  # the email's templates and the archive's
     for path in paths:
         assert "|safe" not in path.read_text("utf-8").replace(" ", ""), path.name
-
-
-def digest_with(who: Subscriber, papers: list[Paper], *reasons: tuple[str, ...]) -> Digest:
-    matches = tuple(Match(paper, 1.0, why) for paper, why in zip(papers, reasons, strict=False))
-    return Digest(who, "2026-01-06", dt.date(2026, 1, 6), matches)
-
-
-def test_the_subject_names_the_subscribers_keywords_that_the_papers_matched(
-    renderer: Renderer, papers: list[Paper]
-) -> None:
-    who = subscriber(keywords=("robot", "video generation", "Diffusion"))
-    digest = digest_with(
-        who,
-        papers,
-        ("title: Video Generation", "abstract: modeling, diffusion"),
-        ("abstract: Diffusion, modeling, language",),
-        ("keywords: diffusion models", "abstract: modeling"),
-        ("abstract: video generation, language",),
-    )
-    # "diffusion" accounts for three papers; "video generation" for the fourth; the
-    # description's "modeling" and "language" never make the subject.
-    expected = "4 papers on Diffusion and video generation — Tue 6 Jan"
-    assert renderer.render(digest, LINKS).subject == expected
-
-
-def test_a_word_of_a_keyword_names_a_paper_that_matched_only_that_word(
-    renderer: Renderer, papers: list[Paper]
-) -> None:
-    who = subscriber(keywords=("world model", "robotic manipulation"))
-    digest = digest_with(
-        who,
-        papers,
-        ("title: World Model", "abstract: world model"),
-        ("abstract: Vision, agentic, manipulation",),
-    )
-    subject = renderer.render(digest, LINKS).subject
-    assert subject == "2 papers on world model and manipulation — Tue 6 Jan"
-    only_part = digest_with(who, papers, ("abstract: manipulation",))
-    assert renderer.render(only_part, LINKS).subject == "1 paper on manipulation — Tue 6 Jan"
-
-
-def test_a_followed_author_can_be_the_topic(renderer: Renderer, papers: list[Paper]) -> None:
-    who = dataclasses.replace(
-        subscriber(keywords=("mamba",)), interests=Interests(authors=("Albert Gu",))
-    )
-    digest = digest_with(who, papers, ("author: A. Gu",), ("author: Albert Gu", "title: SSM"))
-    assert renderer.render(digest, LINKS).subject == "2 papers on Albert Gu — Tue 6 Jan"
-
-
-def test_topics_never_say_the_same_thing_twice(renderer: Renderer, papers: list[Paper]) -> None:
-    who = subscriber(keywords=("diffusion", "diffusion transformer", "stylization"))
-    digest = digest_with(
-        who,
-        papers,
-        ("title: Diffusion Transformer",),
-        ("abstract: diffusion transformer",),
-        ("title: Stylization", "abstract: diffusion"),
-    )
-    subject = renderer.render(digest, LINKS).subject
-    assert subject == "3 papers on diffusion and stylization — Tue 6 Jan"
-
-
-def header_lines(raw: bytes, name: bytes) -> list[bytes]:
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-    start = next(i for i, line in enumerate(head) if line.startswith(name + b":"))
-    lines = [head[start]]
-    for line in head[start + 1 :]:
-        if not line.startswith((b" ", b"\t")):
-            break
-        lines.append(line)
-    return lines
-
-
-def test_the_subject_keeps_to_one_header_line_dropping_topics_that_do_not_fit(
-    renderer: Renderer, papers: list[Paper]
-) -> None:
-    # Python folds a long Subject before an encoded word and leaves a space on both
-    # lines, which readers show as two spaces: a subject that fits is never folded.
-    who = subscriber(keywords=("mixture-of-experts", "small language models"))
-    digest = digest_with(
-        who, papers, ("title: Mixture-of-Experts",), ("abstract: small language models",)
-    )
-    raw, message = send(renderer, digest)
-    assert header_lines(raw, b"Subject") == [
-        b"Subject: 2 papers on mixture-of-experts =?utf-8?b?4oCU?= Tue 6 Jan"
-    ]
-    assert message["Subject"] == "2 papers on mixture-of-experts — Tue 6 Jan"
-    short = subscriber(keywords=("moe", "slm"))
-    digest = digest_with(short, papers, ("title: MoE",), ("abstract: SLM",))
-    assert renderer.render(digest, LINKS).subject == "2 papers on moe and slm — Tue 6 Jan"
 
 
 def test_emoji_and_non_latin_text_arrive_intact_in_both_parts_and_the_headers(
