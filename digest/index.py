@@ -289,7 +289,8 @@ class _Work:
         lengths = np.fromiter(map(len, named), np.int64, len(named))
         unnamed = [i for i in np.flatnonzero(lengths == 0).tolist() if not verdicts[i][2]]
         if unnamed:
-            # Many small matches and none to name: `judge` names the strongest.
+            # Many small matches and none worth naming: the strongest are named, as `judge`
+            # names them (and by `judge` where none is found).
             at = np.array(unnamed, dtype=np.int64)
             pairs = (owner[at], paper[at])
             strongest = strongest_reasons(

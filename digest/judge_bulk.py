@@ -77,15 +77,8 @@ def strongest_reasons(
     rows, papers = pairs
     # Only the rows of these pairs (few): the look-ups below are sized by their terms.
     used, local = np.unique(rows, return_inverse=True)
-    starts, stops = terms.indptr[used].astype(np.int64), terms.indptr[used + 1].astype(np.int64)
-    sizes = stops - starts
-    ends = np.cumsum(sizes)
-    at = np.repeat(starts - ends + sizes, sizes) + np.arange(ends[-1] if len(ends) else 0)
-    indptr = np.r_[0, ends]
-    mine = sparse.csr_matrix(
-        (terms.data[at], terms.indices[at], indptr), (len(used), terms.shape[1])
-    )
-    phrase = np.zeros(len(at), dtype=np.bool_)
+    mine = terms[used]
+    phrase = np.zeros(mine.nnz, dtype=np.bool_)
     return _reasons(index, weights, mine, phrase, (local, papers), wording, 0.0, strongest=True)
 
 

@@ -36,9 +36,9 @@ F = TypeVar("F")  # what this process makes of it
 
 # What a copy sends: a batch done (its number and result), or None when it has ended.
 Sent = tuple[int, R] | None
-# What a copy's pipe holds, where the system allows (Linux's default most): a batch's
-# result is about a megabyte. In a pipe of 64 KiB, the copy waits a dozen times a batch
-# for this process's reader thread, which waits for the interpreter lock each time.
+# What a copy's pipe holds where the system allows it (Linux lets anyone ask for 1 MiB):
+# a batch's result is about a megabyte. In a pipe of 64 KiB the copy waits a dozen times
+# a batch for this process's reader thread, which waits for the interpreter lock each time.
 PIPE_SIZE = 1 << 20
 
 
