@@ -31,20 +31,23 @@ product sums every term over the parts in order (`digest.profile_rows`). The sco
 from one pass of scipy's product kernel (`digest.index.dense_product`), and the workers
 send each batch as it is done.
 
-Latest figures, 2-core machine, Python 3.11.7, 2026-11-28 (fifth session), 100,000
-subscribers x 1,000 papers, 2 workers. This machine's speed drifts by 15-40 % within
-minutes, so this code and the session's starting code were run alternately, each pair
-a minute apart (wall s / CPU s of both processes):
-  this code:      10.06 / 18.1, 10.72 / 19.1, 11.37 / 20.4, 12.00 / 21.8
-  session start:  12.27 / 22.0, 11.99 / 21.5, 12.45 / 22.2, 13.28 / 23.8
-About 13 % less time in each pair (0.82-0.91); in a slow spell earlier, the session's
-code before its last change took 15.6-16.2 s against 16.9-17.7 s. Peak RSS 774-789 MB
-parent and 532-551 MB worker. The same 877,979 matches with the same 1,753,957 reasons
-as before, and as the naive loop on the slice. Analysing the papers (`analyse_all`, the
-collector paused) takes about 0.5 s and building the index about 0.9 s before the
-workers start; then a warm batch of 2,048 subscribers costs about 0.3 s of CPU: compiling
-rows two fifths (mostly reading descriptions met for the first time), the reasons a
-quarter, the product an eighth. The target is 10 s: reached in the best run only.
+Latest figures, 2-core machine, Python 3.11.7, 2026-11-28 (sixth session), 100,000
+subscribers x 1,000 papers, 2 workers. This machine's speed drifted by 15-40 % within
+minutes, so this code and the session's starting code were run alternately (wall s):
+  this code:      13.38, 12.59, 11.46, 12.84, 12.74, 12.67, 12.03, 13.31, 12.95, 13.03,
+                  10.52, 11.85 (mean 12.45)
+  session start:  14.55, 13.76, 12.71, 13.19, 13.53, 11.85, 11.88, 12.89, 12.28, 13.50,
+                  12.32, 12.08 (mean 12.88)
+About 3 % less on average, within the drift; 18.9-24.7 s of CPU over both processes.
+(The fifth session's best spell gave 10.06-12.00 s for its own code.) Peak RSS 761-782
+MB parent and 531-563 MB worker. The same 877,979 matches with the same 1,753,957
+reasons, and the naive loop on a 200-subscriber slice chose the same. Analysing the
+papers takes about 0.5 s and building the index 0.8 s before the workers start (one
+core idle); then a warm batch of 2,048 subscribers costs about 0.3 s of CPU, spread over
+reading descriptions met for the first time (about 25 us a piece in a full run, for
+113,588 pieces), the product (csr_matmat, about 60 ms a batch), the reasons and making
+the Match objects. The 10 s target is not reached in this spell, and what is left is
+spread over many stages of a few per cent each.
 """
 
 from __future__ import annotations
