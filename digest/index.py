@@ -36,6 +36,7 @@ from digest.postings import PaperIndex
 from digest.profile import WEIGHTS, Compiler, Profile, Weights
 from digest.profile_rows import Request as Request
 from digest.profile_rows import RowCompiler, Rows
+from digest.runs import owners
 from digest.workers import can_fork, in_processes
 
 log = logging.getLogger(__name__)
@@ -420,8 +421,7 @@ def dense_product(
 
 def _entries(matrix: sparse.csr_matrix) -> tuple[tuple[Ints, Ints], Floats]:
     """Where the matrix's stored values are, (rows, columns), and the values."""
-    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
-    return (rows, matrix.indices.astype(np.int64)), matrix.data
+    return (owners(np.diff(matrix.indptr)), matrix.indices.astype(np.int64)), matrix.data
 
 
 def _every(picked: Ints, size: int) -> bool:

@@ -27,6 +27,7 @@ from digest.analysis import FIELDS
 from digest.match import named
 from digest.postings import PaperIndex
 from digest.profile import MAX_REASON_TERMS, REASON_FLOOR, REASON_SHARE, Weights
+from digest.runs import owners, spans
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -211,8 +212,8 @@ def _candidates(
     indptr = asked.indptr.astype(np.int64)
     begins = indptr[rows]
     counts = indptr[rows + 1] - begins
-    pair = np.repeat(np.arange(len(rows)), counts)
-    at = np.repeat(begins - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    pair = owners(counts)
+    at, _ = spans(begins, begins + counts)
     held = _holding(index, asked, papers, counts, at, table)
     if held is not None:
         pair, at = pair[held], at[held]
@@ -270,7 +271,7 @@ def _holding(
     # A row per paper: the look-ups of one paper come together.
     holders = presence[terms]
     row = paper_at[holders.indices]
-    column = np.repeat(np.arange(width), np.diff(holders.indptr))
+    column = owners(np.diff(holders.indptr))
     here = row >= 0
     table = np.zeros(len(papers) * width, dtype=np.bool_)
     table[row[here].astype(np.int64) * width + column[here]] = True
@@ -296,7 +297,7 @@ def _chosen(
     group, start, end = group[keep], start[keep], end[keep]
     size = len(group)
     first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    member = np.repeat(np.arange(len(first)), np.diff(np.r_[first, size]))
+    member = owners(np.diff(np.r_[first, size]))
     alive = np.ones(size, dtype=np.bool_)
     chosen = np.zeros(size, dtype=np.bool_)
     positions = np.arange(size)

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from scipy import sparse
 
 from digest.analysis import FIELDS, Evidence, Hit, PaperText, grams, hit, worth
+from digest.runs import owners
 from digest.text import Name, same_person
 
 # Phrases of up to this many words are indexed with every paper; a longer one (rare in
@@ -58,7 +59,7 @@ class PaperIndex:
             np.fromiter(
                 map(self.ids.__getitem__, chain.from_iterable(self.hits)), np.int32, entries
             ),
-            np.repeat(np.arange(len(self.hits), dtype=np.int32), sizes),
+            owners(np.array(sizes, dtype=np.int64)).astype(np.int32),
             np.fromiter(map(itemgetter(4), self._entry_hits), np.float64, entries),
             np.fromiter(titles, np.float64, entries),
         )

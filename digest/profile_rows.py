@@ -35,6 +35,7 @@ from digest.profile import (
     compile_for,
     part_sums,
 )
+from digest.runs import owners, spans
 from digest.text import Name, clause_terms, name
 
 Ints = npt.NDArray[np.int64]
@@ -114,8 +115,8 @@ class _PartRows:
             self._asks.extend(new_asks)
             self._new = ([], [], [], [], [])
         where = self._bounds.values[: 4 * self._count].reshape(-1, 4)[used]
-        entries, ends = _gathered(where[:, 0], where[:, 1])
-        phrases, phrase_ends = _gathered(where[:, 2], where[:, 3])
+        entries, ends = spans(where[:, 0], where[:, 1])
+        phrases, phrase_ends = spans(where[:, 2], where[:, 3])
         shape = (len(used), width)
         asked = _csr(self._summed.values[entries], self._terms.values[entries], ends, shape)
         ones = np.ones(len(phrases))
@@ -124,14 +125,6 @@ class _PartRows:
             _csr(ones, self._phrases.values[phrases], phrase_ends, shape),
             self._asks.values[used].astype(np.bool_),
         )
-
-
-def _gathered(starts: Ints, stops: Ints) -> tuple[Ints, Ints]:
-    """The positions from each start to its stop, one run after the other, and where
-    each run ends among them."""
-    sizes = stops - starts
-    ends = np.cumsum(sizes)
-    return np.repeat(starts - ends + sizes, sizes) + np.arange(ends[-1] if len(ends) else 0), ends
 
 
 class RowCompiler:
@@ -235,7 +228,7 @@ class RowCompiler:
         entries = _in_order(weights, index.places())
         ids, values, owner = entries
         # Keyword phrases (each once per profile) and what a title mention of each adds.
-        phrase_owner = np.repeat(np.arange(size, dtype=np.int64), np.diff(phrases.indptr))
+        phrase_owner = owners(np.diff(phrases.indptr))
         phrase_keys = np.unique(phrase_owner * width + phrases.indices)
         keys = owner * width + ids
         phrase = np.isin(keys, phrase_keys, assume_unique=True)
@@ -333,7 +326,7 @@ def _in_order(matrix: sparse.csr_matrix, places: tuple[Ints, Ints]) -> Entries:
     place, at_place = places
     ordered = sparse.csr_matrix((matrix.data, place[matrix.indices], matrix.indptr), matrix.shape)
     ordered.sort_indices()
-    owner = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(ordered.indptr))
+    owner = owners(np.diff(ordered.indptr))
     return at_place[ordered.indices], ordered.data, owner
 
 
