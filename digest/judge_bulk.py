@@ -157,7 +157,7 @@ def _keys(
     the same index: its paper and field, then each match (first token * span + past the
     last, where no field has `span` tokens; 0 where fewer were chosen), in mixed radix.
     Python integers where they would not fit in 64 bits."""
-    span = 1 + max(len(f.tokens) for text in index.texts for f in text.fields.values())
+    span = 1 + index.longest_field
     square = span * span
     exact = len(index.texts) * len(FIELDS) * square**MAX_REASON_TERMS < 1 << 63
     code = start * span + end

@@ -42,6 +42,10 @@ class PaperIndex:
     def __init__(self, texts: Sequence[PaperText], evidence: Evidence) -> None:
         self.texts = list(texts)
         self.papers = [t.paper for t in self.texts]
+        # The most tokens any field of any paper has (a match's end is at most this).
+        self.longest_field = max(
+            (len(f.tokens) for text in self.texts for f in text.fields.values()), default=0
+        )
         self.evidence = evidence
         # Per paper: every term it holds (up to INDEXED_PHRASE words) → its Hit.
         self.hits: list[dict[str, Hit]] = [self._paper_hits(t) for t in self.texts]
