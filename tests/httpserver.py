@@ -14,8 +14,10 @@ Requests with no route get a 404. Every request is recorded in `server.requests`
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import re
 import socket
 import struct
 import threading
@@ -28,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from xml.etree import ElementTree as ET
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,44 @@ def hf_days(folder: Path, *, pattern: str = "{date}.json") -> Iterator[date]:
     prefix, _, suffix = pattern.partition("{date}")
     for file in sorted(folder.glob(f"{prefix}*{suffix}")):
         yield date.fromisoformat(file.name[len(prefix) : len(file.name) - len(suffix)])
+
+
+# An arXiv export API answer (2026), whose first entry stands in for any paper asked for.
+ARXIV_API = (
+    Path(__file__).parent
+    / "fixtures"
+    / "arxiv"
+    / "api"
+    / "2026-04-12_search_all_testing_start0_max10.xml"
+)
+_ATOM = {"atom": "http://www.w3.org/2005/Atom"}
+
+
+def arxiv_api_answer(request: RecordedRequest, *, leave_out: str = "") -> Reply:
+    """The export API's answer to an id_list query, from its real answer: an entry per id
+    asked for (but `leave_out`), the capture's first entry with that id, the title "Title
+    of ID" and the abstract "Abstract of ID."."""
+    root = ET.fromstring(ARXIV_API.read_bytes())
+    template = root.findall("atom:entry", _ATOM)[0]
+    for entry in root.findall("atom:entry", _ATOM):
+        root.remove(entry)
+    for paper_id in request.query["id_list"].split(","):
+        if paper_id == leave_out:
+            continue
+        entry = copy.deepcopy(template)
+        for tag, text in (
+            ("atom:id", f"http://arxiv.org/abs/{paper_id}v1"),
+            ("atom:title", f"Title of {paper_id}"),
+            ("atom:summary", f"Abstract of {paper_id}."),
+        ):
+            node = entry.find(tag, _ATOM)
+            assert node is not None
+            node.text = text
+        for link in entry.findall("atom:link", _ATOM):  # the abs and pdf links name it too
+            link.set("href", re.sub(r"\d{4}\.\d{4,5}", paper_id, link.get("href", "")))
+        root.append(entry)
+    body = ET.tostring(root, xml_declaration=True, encoding="utf-8")
+    return Reply(200, body, {"Content-Type": "application/atom+xml"})
 
 
 _JSON = {"Content-Type": "application/json; charset=utf-8"}

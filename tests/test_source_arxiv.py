@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import html
-import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from httpserver import LoopbackServer, RecordedRequest, Reply, replies
+from httpserver import LoopbackServer, Reply, arxiv_api_answer, replies
 
 from digest.config import DEFAULT_BASE_URLS, SourceConfig
 from digest.errors import SourceError
@@ -431,31 +429,6 @@ def announced_on(day: dt.date) -> bytes:
     return listing(raw)
 
 
-def api_answer(request: RecordedRequest, *, leave_out: str = "") -> Reply:
-    """The export API's answer for an id_list query: the current capture's first entry,
-    once per id asked for (but `leave_out`), with that id, title and abstract."""
-    root = ET.fromstring(CURRENT_API.read_bytes())
-    template = root.findall("atom:entry", NS)[0]
-    for entry in root.findall("atom:entry", NS):
-        root.remove(entry)
-    for paper_id in request.query["id_list"].split(","):
-        if paper_id == leave_out:
-            continue
-        entry = copy.deepcopy(template)
-        for tag, text in (
-            ("atom:id", f"http://arxiv.org/abs/{paper_id}v1"),
-            ("atom:title", f"Title of {paper_id}"),
-            ("atom:summary", f"Abstract of {paper_id}."),
-        ):
-            node = entry.find(tag, NS)
-            assert node is not None
-            node.text = text
-        for link in entry.findall("atom:link", NS):  # the abs and pdf links name it too
-            link.set("href", re.sub(r"\d{4}\.\d{4,5}", paper_id, link.get("href", "")))
-        root.append(entry)
-    return Reply(body=ET.tostring(root, xml_declaration=True, encoding="utf-8"))
-
-
 def test_the_recent_listing_says_where_each_day_starts_and_which_it_shows_whole() -> None:
     page = parse_recent_page(LIST_PAGE.read_bytes(), url="https://arxiv.org/list/astro-ph/recent")
     assert {day: len(papers) for day, papers in page.days.items()} == {
@@ -475,7 +448,7 @@ def test_days_missed_before_the_latest_listing_are_caught_up_with_their_abstract
     server.serve_file("/list/astro-ph/recent", LIST_PAGE, content_type="text/html")
     recent = parse_recent_page(LIST_PAGE.read_bytes())
     withdrawn = recent.days[dt.date(2024, 11, 21)][0].id  # the API does not answer for it
-    server.route("/api/query", lambda request: api_answer(request, leave_out=withdrawn))
+    server.route("/api/query", lambda request: arxiv_api_answer(request, leave_out=withdrawn))
     pauses: list[float] = []
     # The 19th was fetched with papers before; the 20th and 21st were missed (an outage).
     days = [dt.date(2024, 11, d) for d in (19, 20, 21, 22)]
@@ -533,7 +506,7 @@ def test_a_day_the_recent_page_shows_in_part_is_asked_for_from_where_it_starts(
     server.route("/list/astro-ph/recent", lambda _r: page(1, 2), query={"skip": "0"})
     server.route("/list/astro-ph/recent", lambda _r: page(3, 2), query={"skip": "2"})
     server.serve_bytes("/atom/astro-ph", announced_on(LATEST))
-    server.route("/api/query", api_answer)
+    server.route("/api/query", arxiv_api_answer)
     missed = dt.date(2024, 11, 21)
     papers = fetch_days(
         fetcher, source_for(server, "astro-ph"), [missed, LATEST], sleep=lambda _s: None

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from feedgen.feed import FeedGenerator
 from helpers import FIXTURES, MONTH, maildir_messages
-from httpserver import LoopbackServer, RecordedRequest, Reply, serve_hf_api
+from httpserver import LoopbackServer, Reply, arxiv_api_answer, serve_hf_api
 
 from digest.config import Config, load_config
 from digest.errors import SourceError
@@ -246,19 +246,6 @@ def recent_cs_ai(day: dt.date, ids: list[str]) -> bytes:
 </body></html>""".encode()
 
 
-def api_entries(request: RecordedRequest) -> Reply:
-    """The export API's answer to an id_list query, an entry per id."""
-    entries = "".join(
-        f"""<entry><id>http://arxiv.org/abs/{i}v1</id><title>From the API {i}</title>
-<summary>What {i} is about.</summary><published>2025-08-18T17:00:00Z</published>
-<author><name>Ana Pérez</name></author>
-<link href="https://arxiv.org/abs/{i}v1" rel="alternate" type="text/html"/></entry>"""
-        for i in request.query["id_list"].split(",")
-    )
-    feed = f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">{entries}</feed>'
-    return Reply(body=feed.encode(), headers={"Content-Type": "application/atom+xml"})
-
-
 def test_arxiv_days_missed_in_an_outage_are_caught_up_when_it_is_over(
     make_config: Callable[..., Config],
 ) -> None:
@@ -282,7 +269,7 @@ def test_arxiv_days_missed_in_an_outage_are_caught_up_when_it_is_over(
 
         server.serve_bytes("/atom/cs.AI", repaired_listing())  # Wednesday's announcement
         server.serve_bytes("/list/cs.AI/recent", recent_cs_ai(tuesday, missed))
-        server.route("/api/query", api_entries)
+        server.route("/api/query", arxiv_api_answer)
         run(config, today=wednesday, fetcher=no_wait())
 
     store = Store(config.database)
@@ -290,5 +277,5 @@ def test_arxiv_days_missed_in_an_outage_are_caught_up_when_it_is_over(
     complete = store.days_with_papers("arxiv cs.AI", monday, wednesday)
     store.close()
     assert sorted(p.id for p in caught) == missed
-    assert {p.abstract for p in caught} == {f"What {i} is about." for i in missed}
+    assert {p.abstract for p in caught} == {f"Abstract of {i}." for i in missed}
     assert complete == {monday, tuesday, wednesday}
