@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 from bs4 import BeautifulSoup, Tag
@@ -43,6 +43,7 @@ from digest.sources.feed import (
     strip_preamble,
     utc_datetime,
 )
+from digest.sources.pages import read_page
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ API_PAUSE = 3.0  # seconds between API calls, as arXiv's API terms ask
 LISTING_PAUSE = 1.0  # between category listings: not required, but cheap politeness
 API_BATCH = 100
 RECENT_SHOW = 2000  # entries per page of a recent listing (a busy day has under 1,000)
-_Parsed = TypeVar("_Parsed")  # what a page is read into
 
 # Hosts of arXiv's own API; their listings live on rss.arxiv.org.
 _ARXIV_HOSTS = frozenset({"arxiv.org", "www.arxiv.org", "export.arxiv.org"})
@@ -127,7 +127,7 @@ def fetch_days(
         if number:
             sleep(pause)
         url = listing_url(source.base_url, category)
-        papers = _read(
+        papers = read_page(
             fetcher, source, url, lambda content, at: parse_listing(content, day=max(days), url=at)
         )
         listed = sorted({paper.day for paper in papers})
@@ -218,19 +218,7 @@ def _served_by(base_url: str, arxiv_host: str) -> str:
 
 def _recent_page(fetcher: Fetcher, source: SourceConfig, category: str, skip: int) -> Recent:
     url = recent_url(source.base_url, category, skip)
-    return _read(fetcher, source, url, lambda content, at: parse_recent_page(content, url=at))
-
-
-def _read(
-    fetcher: Fetcher, source: SourceConfig, url: str, parse: Callable[[bytes, str], _Parsed]
-) -> _Parsed:
-    """What `parse` makes of the page at `url`; a failure to get or read it fails the
-    source, naming it and the URL."""
-    try:
-        response = fetcher.get(url)
-        return parse(response.content, response.url)
-    except (FetchError, SourceError) as exc:
-        raise SourceError(source.name, exc.url, exc.problem) from exc
+    return read_page(fetcher, source, url, lambda content, at: parse_recent_page(content, url=at))
 
 
 def query_api(

@@ -27,10 +27,11 @@ import feedparser
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
 
 from digest.config import SourceConfig
-from digest.errors import FetchError, SourceError
+from digest.errors import SourceError
 from digest.fetch import Fetcher
 from digest.ids import arxiv_id_from_url, is_arxiv_id, strip_version
 from digest.models import Link, Paper
+from digest.sources.pages import read_page
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,9 @@ def fetch_days(fetcher: Fetcher, source: SourceConfig, days: Sequence[dt.date]) 
     serves a whole catch-up window."""
     url = source.url or ""
     wanted = set(days)
-    try:
-        response = fetcher.get(url)
-        papers = parse_feed(response.content, day=max(days), url=response.url)
-    except (FetchError, SourceError) as exc:
-        raise SourceError(source.name, exc.url, exc.problem) from exc
+    papers = read_page(
+        fetcher, source, url, lambda content, at: parse_feed(content, day=max(days), url=at)
+    )
     found: dict[str, Paper] = {}
     for paper in papers:
         if paper.day in wanted:
