@@ -166,6 +166,15 @@ def berlin(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=BERLIN)
 
 
+def ran(config: Config, started: dt.datetime, finished: dt.datetime) -> None:
+    """Record in the store a run for the day it started that ended well."""
+    store = Store(config.database)
+    try:
+        store.finish_run(store.start_run(started.date(), started), "ok", "", finished)
+    finally:
+        store.close()
+
+
 # the trigger alone -----------------------------------------------------------------------
 
 
@@ -342,14 +351,7 @@ def test_a_scheduler_started_days_late_runs_once_not_once_per_missed_day(
     make_config: Callable[..., Config],
 ) -> None:
     config = configured(make_config, "0 7 * * *")
-    store = Store(config.database)
-    store.finish_run(
-        store.start_run(dt.date(2026, 1, 2), berlin("2026-01-02T07:00")),
-        "ok",
-        "",
-        berlin("2026-01-02T07:01"),
-    )
-    store.close()
+    ran(config, berlin("2026-01-02T07:00"), berlin("2026-01-02T07:01"))
     works = clockwork("0 7 * * *", berlin("2026-01-05T08:00"), config=config)
     works.run_until(berlin("2026-01-05T12:00"))
     assert [t.strftime("%a %H:%M") for t in works.job.calls] == ["Mon 08:00"]
@@ -360,14 +362,7 @@ def test_a_restart_after_this_mornings_run_does_not_run_it_again(
     make_config: Callable[..., Config],
 ) -> None:
     config = configured(make_config, "0 7 * * *")
-    store = Store(config.database)
-    store.finish_run(
-        store.start_run(dt.date(2026, 1, 5), berlin("2026-01-05T07:00")),
-        "ok",
-        "",
-        berlin("2026-01-05T07:02"),
-    )
-    store.close()
+    ran(config, berlin("2026-01-05T07:00"), berlin("2026-01-05T07:02"))
     works = clockwork("0 7 * * *", berlin("2026-01-05T07:30"), config=config)
     works.run_until(berlin("2026-01-06T06:00"))
     assert works.job.calls == []
