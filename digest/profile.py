@@ -33,7 +33,8 @@ class Weights:
 
     # How much each way of asking weighs. A keyword names a topic. A short clause of the
     # description ("…: weak lensing, rotation curves") names one too, less deliberately. A word of
-    # descriptive prose only gives context.
+    # descriptive prose only gives context. (A description without keywords moves up a
+    # rank: `description_weights`.)
     keyword: float = 1.0
     description_item: float = 0.4
     description: float = 0.1
@@ -246,16 +247,19 @@ class Parts(Generic[T]):
         self._build = build
         self._keywords: dict[str, T] = {}
         self._pieces: dict[str, T] = {}
-        self._once: set[str] = set()
+        self._alone: dict[str, T] = {}  # pieces of descriptions without keywords
+        self._once: set[tuple[str, bool]] = set()
         self._every_piece = every_piece
 
     def of(self, interests: Interests) -> list[T]:
         """The parts of the keywords, then of the description's pieces, in order."""
-        keywords, pieces = self._keywords, self._pieces
+        keywords = self._keywords
         parts = [keywords[k] if k in keywords else self._keyword(k) for k in interests.keywords]
         if interests.description:
+            alone = not interests.keywords
+            pieces = self._alone if alone else self._pieces
             parts += [
-                pieces[p] if p in pieces else self._piece(p)
+                pieces[p] if p in pieces else self._piece(p, alone)
                 for p in clause_pieces(interests.description)
             ]
         return parts
@@ -266,14 +270,28 @@ class Parts(Generic[T]):
         part = self._keywords[keyword] = self._build(adds, phrases)
         return part
 
-    def _piece(self, piece: str) -> T:
-        w = self.weights
-        part = self._build(piece_asks(piece, w.description_item, w.description, w.part), ())
-        if self._every_piece or piece in self._once:
-            self._pieces[piece] = part
+    def _piece(self, piece: str, alone: bool) -> T:
+        item, prose = description_weights(self.weights, alone=alone)
+        part = self._build(piece_asks(piece, item, prose, self.weights.part), ())
+        if self._every_piece or (piece, alone) in self._once:
+            (self._alone if alone else self._pieces)[piece] = part
         else:
-            self._once.add(piece)
+            self._once.add((piece, alone))
         return part
+
+
+def description_weights(weights: Weights, *, alone: bool) -> tuple[float, float]:
+    """What a description's list item and a word of its prose weigh (`piece_asks`).
+
+    Beside keywords, the description gives context. Without them (`alone`) it is the
+    subscriber's whole statement of interest, and each way of writing in it moves up a
+    rank: a list item weighs as a keyword, prose as a list item. Otherwise a
+    description-only profile could hardly ever reach the threshold, and its reader would
+    get nothing.
+    """
+    if alone:
+        return weights.keyword, weights.description_item
+    return weights.description_item, weights.description
 
 
 class Compiler:

@@ -84,6 +84,9 @@ def variety(papers: Sequence[Paper]) -> list[Subscriber]:
         subscriber_for(
             "prose", description="Stars and galaxies: how they form, and what they are made of."
         ),
+        subscriber_for(
+            "described", description="Videos made by models: video generation, video diffusion."
+        ),
         subscriber_for("nothing-today", keywords=["kilonova", "exoplanet atmospheres"]),
         subscriber_for(
             "another-language",
@@ -132,7 +135,7 @@ def test_matching_everyone_at_once_selects_what_select_selects_for_each(
     reasons = {r for matches in together for m in matches for r in m.reasons}
     assert any(r.startswith("like ") for r in reasons)
     assert any(r.startswith("author: ") for r in reasons)
-    assert {"another-language", "repeated", "liked-elsewhere"} <= chosen
+    assert {"another-language", "repeated", "liked-elsewhere", "described"} <= chosen
     # Every pair has reasons, each naming words found where it says (or an author, a like).
     for matches in together:
         for m in matches:
@@ -355,7 +358,14 @@ def reference_terms(interests: Interests, stats: CorpusStats) -> dict[str, float
     w = WEIGHTS
     asked: dict[str, float] = {}
     adds = [a for k in interests.keywords for a in keyword_asks(k, w.keyword, w.part)[0]]
-    adds += description_asks(interests.description, w.description_item, w.description, w.part)
+    # A description beside keywords gives context; alone, its list items weigh as
+    # keywords and its prose as list items.
+    item, prose = (
+        (w.description_item, w.description)
+        if interests.keywords
+        else (w.keyword, w.description_item)
+    )
+    adds += description_asks(interests.description, item, prose, w.part)
     for term, weight in adds:
         asked[term] = asked.get(term, 0.0) + weight
     return {term: weight * stats.idf(term) for term, weight in asked.items()}
@@ -375,6 +385,7 @@ def test_profiles_compiled_many_at_a_time_are_those_compiled_one_by_one(
         ),
         Interests(keywords=("video",), description="video generation, video, video"),
         Interests(keywords=("language models", "language model"), exclude=("survey",)),
+        Interests(description="Video generation: video diffusion, and video from language."),
     ]
     compiler = Compiler(stats)
     repeated = 0

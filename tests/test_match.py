@@ -298,6 +298,21 @@ def test_a_quiet_day_with_nothing_on_topic_selects_nothing() -> None:
     assert select(LENSING, day, stats_with(DARK_MATTER)) == []
 
 
+def test_a_description_without_keywords_is_the_whole_interest_and_selects_on_its_own() -> None:
+    papers = [DARK_MATTER, SCATTERED, *filler()[:10]]
+    stats = stats_with(*papers)
+    described = "Dark matter halos, gravitational lensing of galaxy clusters."
+    alone = subscriber_for(description=described)
+    matches = select(alone, papers, stats)
+    assert selected(matches) == ["2601.00001"]
+    assert_reasons_are_true(matches[0])
+    # Beside keywords the same description only gives context: it weighs less there.
+    beside = compile_profile(Interests(keywords=("pulsar timing",), description=described), stats)
+    own = compile_profile(Interests(description=described), stats)
+    shared = set(own.terms) & set(beside.terms)
+    assert shared and all(own.terms[t] > beside.terms[t] for t in shared)
+
+
 def test_interests_that_ask_for_nothing_are_rejected_with_a_clear_error() -> None:
     with pytest.raises(ValueError, match="nothing to match"):
         compile_profile(Interests(), stats_with())
@@ -554,6 +569,26 @@ def test_regression_guard_dev_corpus_relevance_stays_at_the_level_reached(
     assert bench.mean(ours, "ndcg") >= 0.88
     assert bench.mean(ours, "f1") > bench.mean(results["baseline"], "f1") + 0.15
     assert bench.mean(ours, "ndcg") > bench.mean(results["baseline"], "ndcg") + 0.1
+
+
+def test_dev_profiles_stripped_of_their_keywords_still_find_their_papers(
+    dev_results: tuple[ModuleType, dict[str, dict[str, object]], Any],
+) -> None:
+    """A subscriber may write only a description. The dev profiles' descriptions name
+    their topics too: without the keywords, they must still select most of what is on
+    topic (F1 0.668 when written; 0.146 while a description only gave context)."""
+    bench, _, _ = dev_results
+    corpus = bench.load_corpus(ROOT / "tests" / "fixtures" / "corpus")
+    stripped = dataclasses.replace(
+        corpus,
+        subscribers={
+            name: dataclasses.replace(s, interests=dataclasses.replace(s.interests, keywords=()))
+            for name, s in corpus.subscribers.items()
+        },
+    )
+    results = bench.run(stripped)["ours"]
+    assert bench.mean(results, "f1") >= 0.6
+    assert all(r.selected for r in results.values())
 
 
 def test_the_benchmark_reproduces_the_published_keyword_baseline(
