@@ -6,6 +6,7 @@ papers. `digest.match` scores papers against a Profile; `digest.index` scores ma
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -207,6 +208,7 @@ class _Asked:
     phrases: tuple[str, ...]
     terms: dict[str, float]  # term → its summed weight times its IDF
     table: dict[str, Entry]  # the `Profile.table` entries of `terms`
+    strongest: float  # the weight of its strongest head (0 for a description piece)
 
 
 Asks = tuple[tuple[str, float], ...]
@@ -228,7 +230,8 @@ def part_sums(adds: Asks) -> dict[str, float]:
 
 class Parts(Generic[T]):
     """Each keyword and description piece of a run's subscribers worked out once, by
-    `build` from what it asks (its (term, weight) additions and its phrases).
+    `build` from what it asks: its (term, weight) additions, its phrases and its heads
+    (a keyword's own terms, as `keyword_scale` weighs them; none for a description).
 
     Subscribers share keywords, and descriptions share clauses. Most pieces of a
     description are its subscriber's own, though: a piece is kept from the second
@@ -239,7 +242,7 @@ class Parts(Generic[T]):
     def __init__(
         self,
         weights: Weights,
-        build: Callable[[Asks, tuple[str, ...]], T],
+        build: Callable[[Asks, tuple[str, ...], tuple[str, ...]], T],
         *,
         every_piece: bool = False,
     ) -> None:
@@ -267,12 +270,12 @@ class Parts(Generic[T]):
     def _keyword(self, keyword: str) -> T:
         w = self.weights
         adds, phrases = keyword_asks(keyword, w.keyword, w.part)
-        part = self._keywords[keyword] = self._build(adds, phrases)
+        part = self._keywords[keyword] = self._build(adds, phrases, clause_terms(keyword))
         return part
 
     def _piece(self, piece: str, alone: bool) -> T:
         item, prose = description_weights(self.weights, alone=alone)
-        part = self._build(piece_asks(piece, item, prose, self.weights.part), ())
+        part = self._build(piece_asks(piece, item, prose, self.weights.part), (), ())
         if self._every_piece or (piece, alone) in self._once:
             (self._alone if alone else self._pieces)[piece] = part
         else:
@@ -292,6 +295,38 @@ def description_weights(weights: Weights, *, alone: bool) -> tuple[float, float]
     if alone:
         return weights.keyword, weights.description_item
     return weights.description_item, weights.description
+
+
+def strongest_head(
+    summed: Mapping[str, float], heads: Sequence[str], idf: Callable[[str], float]
+) -> float:
+    """What `keyword_scale` needs of a part: the largest weight of a keyword's `heads`
+    (what the part asks of each, `summed`, times its IDF). A keyword phrase is enough
+    on its own in a title (`Profile.settles`), so one counts as strong as need be."""
+    strongest = 0.0
+    for head in heads:
+        if " " in head:
+            return math.inf
+        if head in summed:
+            strongest = max(strongest, summed[head] * idf(head))
+    return strongest
+
+
+def keyword_scale(weights: Weights, strongest: float) -> float:
+    """What every weight of a profile is multiplied by, given its strongest keyword's.
+
+    The threshold asks for what a rare keyword shows in a title and once in an abstract.
+    A profile whose keywords are all common single words ("agents", "video") could never
+    show that much, and would get nothing however many papers name them: its weights are
+    raised until its strongest keyword, in a title and once in an abstract of average
+    length (worth 1 there, whatever the saturation), reaches the threshold. A profile
+    with a rarer keyword, or a keyword phrase, keeps its weights: there, a common word
+    needs other evidence.
+    """
+    shown = strongest * (weights.title + 1.0)
+    if 0.0 < shown < weights.threshold:
+        return weights.threshold / shown
+    return 1.0
 
 
 class Compiler:
@@ -329,6 +364,9 @@ class Compiler:
             phrases += part.phrases
         if size != len(terms):
             self._repeated(parts, terms, table, frozenset(phrases))
+        scale = keyword_scale(self.weights, max((part.strongest for part in parts), default=0.0))
+        if scale != 1.0:
+            terms = {term: weight * scale for term, weight in terms.items()}
         authors = tuple(n for written in interests.authors if (n := name(written)))
         if not terms and not authors and not interests.liked:
             raise ValueError(
@@ -355,17 +393,18 @@ class Compiler:
             weights=self.weights,
             abstract_length=self.stats.abstract_length,
         )
-        if not liked:
+        if not liked and scale == 1.0:
             # What `Profile.table` would compute: each term's entry depends on its own
             # weight and on whether it is a keyword phrase, both settled above.
             profile.__dict__["table"] = table
         return profile
 
-    def _asked(self, adds: Asks, phrases: tuple[str, ...]) -> _Asked:
+    def _asked(self, adds: Asks, phrases: tuple[str, ...], heads: tuple[str, ...]) -> _Asked:
         summed = part_sums(adds)
         idf = self.stats.idf
         terms = {term: weight * idf(term) for term, weight in summed.items()}
-        return _Asked(summed, phrases, terms, self._table(terms, frozenset(phrases)))
+        table = self._table(terms, frozenset(phrases))
+        return _Asked(summed, phrases, terms, table, strongest_head(summed, heads, idf))
 
     def _table(self, terms: Mapping[str, float], phrases: frozenset[str]) -> dict[str, Entry]:
         w = self.weights

@@ -34,6 +34,7 @@ from digest.profile import (
     Weights,
     compile_for,
     part_sums,
+    strongest_head,
 )
 from digest.runs import owners, spans
 from digest.text import Name, clause_terms, name
@@ -85,12 +86,20 @@ class _PartRows:
         # Per part: where its entries and its phrases start and end, and whether it asks
         # for any term at all.
         self._bounds, self._asks = _Column(np.int64), _Column(np.bool_)
-        self._new: tuple[list[int], list[float], list[int], list[int], list[bool]]
-        self._new = ([], [], [], [], [])
+        self._strongest = _Column(np.float64)  # per part: its strongest head's weight
+        self._new: tuple[list[int], list[float], list[int], list[int], list[bool], list[float]]
+        self._new = ([], [], [], [], [], [])
         self._count = 0
 
-    def add(self, terms: list[int], summed: list[float], phrases: list[int], asks: bool) -> int:
-        new_terms, new_summed, new_phrases, bounds, new_asks = self._new
+    def add(
+        self,
+        terms: list[int],
+        summed: list[float],
+        phrases: list[int],
+        asks: bool,
+        strongest: float,
+    ) -> int:
+        new_terms, new_summed, new_phrases, bounds, new_asks, new_strongest = self._new
         begin = self._terms.size + len(new_terms)
         phrases_begin = self._phrases.size + len(new_phrases)
         new_terms += terms
@@ -98,22 +107,24 @@ class _PartRows:
         new_phrases += phrases
         bounds += (begin, begin + len(terms), phrases_begin, phrases_begin + len(phrases))
         new_asks.append(asks)
+        new_strongest.append(strongest)
         self._count += 1
         return self._count - 1
 
     def matrices(
         self, used: Ints, width: int
-    ) -> tuple[sparse.csr_matrix, sparse.csr_matrix, Bools]:
-        """The `used` parts' rows (asked, phrases: len(used) x `width`) and whether each
-        asks for any term."""
-        new_terms, new_summed, new_phrases, bounds, new_asks = self._new
+    ) -> tuple[sparse.csr_matrix, sparse.csr_matrix, Bools, Floats]:
+        """The `used` parts' rows (asked, phrases: len(used) x `width`), whether each
+        asks for any term, and the weight of its strongest head."""
+        new_terms, new_summed, new_phrases, bounds, new_asks, new_strongest = self._new
         if new_asks:
             self._terms.extend(new_terms)
             self._summed.extend(new_summed)
             self._phrases.extend(new_phrases)
             self._bounds.extend(bounds)
             self._asks.extend(new_asks)
-            self._new = ([], [], [], [], [])
+            self._strongest.extend(new_strongest)
+            self._new = ([], [], [], [], [], [])
         where = self._bounds.values[: 4 * self._count].reshape(-1, 4)[used]
         entries, ends = spans(where[:, 0], where[:, 1])
         phrases, phrase_ends = spans(where[:, 2], where[:, 3])
@@ -124,6 +135,7 @@ class _PartRows:
             asked,
             _csr(ones, self._phrases.values[phrases], phrase_ends, shape),
             self._asks.values[used].astype(np.bool_),
+            self._strongest.values[used],
         )
 
 
@@ -203,7 +215,7 @@ class RowCompiler:
                 vetoes += zip(repeat(r), found)
         width = len(self.index.ids)
         used, local = np.unique(np.array(made_of, dtype=np.int64), return_inverse=True)
-        asked, phrases, asks = self._part_rows.matrices(used, width)
+        asked, phrases, asks, strongest = self._part_rows.matrices(used, width)
         made = _csr(np.ones(len(made_of)), local, np.cumsum(sizes), (len(chunk), len(used)))
         asking = made @ asks.astype(np.float64)  # per profile: its parts that ask anything
         for r in np.flatnonzero(asking == 0).tolist():
@@ -211,6 +223,9 @@ class RowCompiler:
                 self.profile(chunk[r])  # raises the subscriber's ConfigError
         summed = made @ asked
         summed.data *= self._idf_of(width)[summed.indices]
+        scales = self._scales(strongest[local], np.array(sizes, dtype=np.int64))
+        if (scales != 1.0).any():
+            summed.data *= scales[owners(np.diff(summed.indptr))]
         return self._rows(len(chunk), summed, made @ phrases, vetoes, authors, profiles)
 
     def _rows(
@@ -269,7 +284,17 @@ class RowCompiler:
             profiles=profiles,
         )
 
-    def _part(self, adds: Asks, phrases: tuple[str, ...]) -> int:
+    def _scales(self, strongest: Floats, sizes: Ints) -> Floats:
+        """Per profile: `keyword_scale` of its strongest head (`strongest` holds its
+        parts' in turn, `sizes` how many parts each profile has)."""
+        most = np.zeros(len(sizes), dtype=np.float64)
+        np.maximum.at(most, owners(sizes), strongest)
+        w = self.weights
+        shown = most * (w.title + 1.0)
+        low = (shown > 0.0) & (shown < w.threshold)
+        return np.where(low, w.threshold / np.where(low, shown, 1.0), 1.0)
+
+    def _part(self, adds: Asks, phrases: tuple[str, ...], heads: tuple[str, ...]) -> int:
         summed = part_sums(adds)
         known = self._terms
         rows: list[int] = []
@@ -280,7 +305,8 @@ class RowCompiler:
                 rows.append(row)
                 kept.append(value)
         found = [row for t in phrases if (row := self.index.term(t)) is not None]
-        return self._part_rows.add(rows, kept, found, bool(summed))
+        strongest = strongest_head(summed, heads, self.stats.idf)
+        return self._part_rows.add(rows, kept, found, bool(summed), strongest)
 
     def _learn(self, term: str) -> int | None:
         # Only a term some paper holds needs its IDF (the others are left out of rows).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import importlib.util
+import math
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from digest.match import WEIGHTS, Profile, compile_profile, select
 from digest.models import Interests, Match, Paper, Subscriber
 from digest.postings import INDEXED_PHRASE, PaperIndex
 from digest.profile import Compiler
-from digest.text import clause_pieces, description_asks, keyword_asks
+from digest.text import clause_pieces, clause_terms, description_asks, keyword_asks
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -87,6 +88,7 @@ def variety(papers: Sequence[Paper]) -> list[Subscriber]:
         subscriber_for(
             "described", description="Videos made by models: video generation, video diffusion."
         ),
+        subscriber_for("common-words", keywords=["reasoning", "agents"]),
         subscriber_for("nothing-today", keywords=["kilonova", "exoplanet atmospheres"]),
         subscriber_for(
             "another-language",
@@ -135,7 +137,13 @@ def test_matching_everyone_at_once_selects_what_select_selects_for_each(
     reasons = {r for matches in together for m in matches for r in m.reasons}
     assert any(r.startswith("like ") for r in reasons)
     assert any(r.startswith("author: ") for r in reasons)
-    assert {"another-language", "repeated", "liked-elsewhere", "described"} <= chosen
+    assert {
+        "another-language",
+        "repeated",
+        "liked-elsewhere",
+        "described",
+        "common-words",
+    } <= chosen
     # Every pair has reasons, each naming words found where it says (or an author, a like).
     for matches in together:
         for m in matches:
@@ -368,7 +376,23 @@ def reference_terms(interests: Interests, stats: CorpusStats) -> dict[str, float
     adds += description_asks(interests.description, item, prose, w.part)
     for term, weight in adds:
         asked[term] = asked.get(term, 0.0) + weight
-    return {term: weight * stats.idf(term) for term, weight in asked.items()}
+    terms = {term: weight * stats.idf(term) for term, weight in asked.items()}
+    # Keywords that are all common single words: every weight raised until the strongest,
+    # in a title and once in an abstract (worth 1 + 1), reaches the threshold.
+    strongest = 0.0
+    for keyword in interests.keywords:
+        own: dict[str, float] = {}
+        for term, weight in keyword_asks(keyword, w.keyword, w.part)[0]:
+            own[term] = own.get(term, 0.0) + weight
+        for head in clause_terms(keyword):
+            if " " in head:
+                strongest = math.inf  # a keyword phrase in a title is enough on its own
+            elif head in own:
+                strongest = max(strongest, own[head] * stats.idf(head))
+    shown = strongest * (w.title + 1.0)
+    if 0.0 < shown < w.threshold:
+        terms = {term: weight * (w.threshold / shown) for term, weight in terms.items()}
+    return terms
 
 
 def test_profiles_compiled_many_at_a_time_are_those_compiled_one_by_one(
@@ -386,6 +410,7 @@ def test_profiles_compiled_many_at_a_time_are_those_compiled_one_by_one(
         Interests(keywords=("video",), description="video generation, video, video"),
         Interests(keywords=("language models", "language model"), exclude=("survey",)),
         Interests(description="Video generation: video diffusion, and video from language."),
+        Interests(keywords=("reasoning", "video"), description="Agents that reason, on video."),
     ]
     compiler = Compiler(stats)
     repeated = 0

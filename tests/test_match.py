@@ -313,6 +313,29 @@ def test_a_description_without_keywords_is_the_whole_interest_and_selects_on_its
     assert shared and all(own.terms[t] > beside.terms[t] for t in shared)
 
 
+def test_a_profile_of_one_common_word_still_gets_the_papers_named_for_it() -> None:
+    """A fifth of the store is about "agents": the word is common, so on its own it
+    could never show the evidence of a rare keyword. Its titles still get through."""
+    named = [
+        paper(f"2601.001{i:02d}", f"Agents that plan {topic}", f"We build agents for {topic}.")
+        for i, topic in enumerate(["trips", "meals", "code", "proofs", "games", "lessons"])
+    ]
+    passing = [
+        paper(f"2601.002{i:02d}", f"Learning {topic}", f"Agents appear once here, for {topic}.")
+        for i, topic in enumerate(["to sort", "to count"])
+    ]
+    papers = [*named, *passing, *filler()]
+    stats = stats_with(*papers)
+    who = subscriber_for(keywords=["agents"], max_papers=20)
+    matches = select(who, papers, stats)
+    assert sorted(selected(matches)) == sorted(p.id for p in named)
+    for match in matches:
+        assert_reasons_are_true(match)
+    # Beside a rare keyword, the common one needs other evidence, as before.
+    rarer = subscriber_for(keywords=["agents", "kilonova"], max_papers=20)
+    assert select(rarer, papers, stats) == []
+
+
 def test_interests_that_ask_for_nothing_are_rejected_with_a_clear_error() -> None:
     with pytest.raises(ValueError, match="nothing to match"):
         compile_profile(Interests(), stats_with())
