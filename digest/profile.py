@@ -22,7 +22,15 @@ from digest.analysis import (
 )
 from digest.errors import ConfigError
 from digest.models import Interests, Paper, Subscriber
-from digest.text import Name, clause_pieces, clause_terms, keyword_asks, name, piece_asks
+from digest.text import (
+    Name,
+    clause_pieces,
+    clause_terms,
+    item_terms,
+    keyword_asks,
+    name,
+    piece_asks,
+)
 
 T = TypeVar("T")
 
@@ -231,7 +239,7 @@ def part_sums(adds: Asks) -> dict[str, float]:
 class Parts(Generic[T]):
     """Each keyword and description piece of a run's subscribers worked out once, by
     `build` from what it asks: its (term, weight) additions, its phrases and its heads
-    (a keyword's own terms, as `keyword_scale` weighs them; none for a description).
+    (a keyword's own terms, or a lone description's list items, for `keyword_scale`).
 
     Subscribers share keywords, and descriptions share clauses. Most pieces of a
     description are its subscriber's own, though: a piece is kept from the second
@@ -275,7 +283,11 @@ class Parts(Generic[T]):
 
     def _piece(self, piece: str, alone: bool) -> T:
         item, prose = description_weights(self.weights, alone=alone)
-        part = self._build(piece_asks(piece, item, prose, self.weights.part), (), ())
+        # Alone, a description's list items are its keywords: their phrases count as
+        # keyword phrases, and they are its heads.
+        heads = item_terms(piece) if alone else ()
+        phrases = tuple(head for head in heads if " " in head)
+        part = self._build(piece_asks(piece, item, prose, self.weights.part), phrases, heads)
         if self._every_piece or (piece, alone) in self._once:
             (self._alone if alone else self._pieces)[piece] = part
         else:
@@ -288,9 +300,9 @@ def description_weights(weights: Weights, *, alone: bool) -> tuple[float, float]
 
     Beside keywords, the description gives context. Without them (`alone`) it is the
     subscriber's whole statement of interest, and each way of writing in it moves up a
-    rank: a list item weighs as a keyword, prose as a list item. Otherwise a
-    description-only profile could hardly ever reach the threshold, and its reader would
-    get nothing.
+    rank: a list item weighs as a keyword (and is one: see `Parts`), prose as a list
+    item. Otherwise a description-only profile could hardly ever reach the threshold,
+    and its reader would get nothing.
     """
     if alone:
         return weights.keyword, weights.description_item

@@ -346,6 +346,11 @@ def clause_terms(text: str) -> tuple[str, ...]:
     return tuple(" ".join(stems) for stems, _, _ in _readings(text))
 
 
+def item_terms(text: str) -> tuple[str, ...]:
+    """Each list item of `text` (a clause of at most ITEM_WORDS words) as one term."""
+    return tuple(" ".join(stems) for stems, _, words in _readings(text) if words <= ITEM_WORDS)
+
+
 def _joined_phrases(stems: Sequence[str], joined: Sequence[bool]) -> list[str]:
     """The phrases of two or three words written together in a clause of prose, each
     two-word phrase followed by the three-word one that begins with it."""

@@ -33,7 +33,14 @@ from digest.match import WEIGHTS, Profile, compile_profile, select
 from digest.models import Interests, Match, Paper, Subscriber
 from digest.postings import INDEXED_PHRASE, PaperIndex
 from digest.profile import Compiler
-from digest.text import clause_pieces, clause_terms, description_asks, keyword_asks
+from digest.text import (
+    clause_pieces,
+    clause_terms,
+    description_asks,
+    item_terms,
+    keyword_asks,
+    piece_asks,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -379,12 +386,21 @@ def reference_terms(interests: Interests, stats: CorpusStats) -> dict[str, float
     terms = {term: weight * stats.idf(term) for term, weight in asked.items()}
     # Keywords that are all common single words: every weight raised until the strongest,
     # in a title and once in an abstract (worth 1 + 1), reaches the threshold.
+    # (A description alone is read as keywords: its list items are its heads.)
     strongest = 0.0
-    for keyword in interests.keywords:
+    heads = [
+        (k, keyword_asks(k, w.keyword, w.part)[0], clause_terms(k)) for k in interests.keywords
+    ]
+    if not interests.keywords:
+        heads = [
+            (piece, piece_asks(piece, item, prose, w.part), item_terms(piece))
+            for piece in clause_pieces(interests.description)
+        ]
+    for _, adds_of_part, part_heads in heads:
         own: dict[str, float] = {}
-        for term, weight in keyword_asks(keyword, w.keyword, w.part)[0]:
+        for term, weight in adds_of_part:
             own[term] = own.get(term, 0.0) + weight
-        for head in clause_terms(keyword):
+        for head in part_heads:
             if " " in head:
                 strongest = math.inf  # a keyword phrase in a title is enough on its own
             elif head in own:
@@ -411,6 +427,7 @@ def test_profiles_compiled_many_at_a_time_are_those_compiled_one_by_one(
         Interests(keywords=("language models", "language model"), exclude=("survey",)),
         Interests(description="Video generation: video diffusion, and video from language."),
         Interests(keywords=("reasoning", "video"), description="Agents that reason, on video."),
+        Interests(description="Agents, reasoning: planning agents, and video."),
     ]
     compiler = Compiler(stats)
     repeated = 0

@@ -331,6 +331,9 @@ def test_a_profile_of_one_common_word_still_gets_the_papers_named_for_it() -> No
     assert sorted(selected(matches)) == sorted(p.id for p in named)
     for match in matches:
         assert_reasons_are_true(match)
+    # A description of list items alone is read as keywords: the same papers.
+    listed = subscriber_for(description="Agents.", max_papers=20)
+    assert select(listed, papers, stats) == matches
     # Beside a rare keyword, the common one needs other evidence, as before.
     rarer = subscriber_for(keywords=["agents", "kilonova"], max_papers=20)
     assert select(rarer, papers, stats) == []

@@ -19,6 +19,7 @@ from digest.text import (
     clauses,
     description_asks,
     fold,
+    item_terms,
     keyword_asks,
     name,
     piece_asks,
@@ -204,6 +205,8 @@ def test_interests_ask_for_exactly_what_their_clauses_say(
     ]
     assert description_asks(text, item, prose, part) == expected_pieces
     assert clause_terms(text) == tuple(" ".join(c.stems) for c in clauses(text))
+    items = tuple(" ".join(c.stems) for c in clauses(text) if c.words <= ITEM_WORDS)
+    assert item_terms(text) == items
     adds, joined = keyword_asks(text, item, part)
     expected: list[tuple[str, float]] = []
     for clause in clauses(text):
