@@ -216,7 +216,7 @@ class _Asked:
     phrases: tuple[str, ...]
     terms: dict[str, float]  # term → its summed weight times its IDF
     table: dict[str, Entry]  # the `Profile.table` entries of `terms`
-    strongest: float  # the weight of its strongest head (0 for a description piece)
+    strongest: float  # `strongest_head` of the part (0 where it has no head)
 
 
 Asks = tuple[tuple[str, float], ...]
