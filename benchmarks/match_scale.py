@@ -31,23 +31,23 @@ product sums every term over the parts in order (`digest.profile_rows`). The sco
 from one pass of scipy's product kernel (`digest.index.dense_product`), and the workers
 send each batch as it is done.
 
-Latest figures, 2-core machine, Python 3.11.7, 2026-11-28 (sixth session), 100,000
-subscribers x 1,000 papers, 2 workers. This machine's speed drifted by 15-40 % within
-minutes, so this code and the session's starting code were run alternately (wall s):
-  this code:      13.38, 12.59, 11.46, 12.84, 12.74, 12.67, 12.03, 13.31, 12.95, 13.03,
-                  10.52, 11.85 (mean 12.45)
-  session start:  14.55, 13.76, 12.71, 13.19, 13.53, 11.85, 11.88, 12.89, 12.28, 13.50,
-                  12.32, 12.08 (mean 12.88)
-About 3 % less on average, within the drift; 18.9-24.7 s of CPU over both processes.
-(The fifth session's best spell gave 10.06-12.00 s for its own code.) Peak RSS 761-782
-MB parent and 531-563 MB worker. The same 877,979 matches with the same 1,753,957
-reasons, and the naive loop on a 200-subscriber slice chose the same. Analysing the
-papers takes about 0.5 s and building the index 0.8 s before the workers start (one
-core idle); then a warm batch of 2,048 subscribers costs about 0.3 s of CPU, spread over
-reading descriptions met for the first time (about 25 us a piece in a full run, for
-113,588 pieces), the product (csr_matmat, about 60 ms a batch), the reasons and making
-the Match objects. The 10 s target is not reached in this spell, and what is left is
-spread over many stages of a few per cent each.
+Latest figures, 2-core machine, Python 3.11.7, 2026-11-29 (seventh session), 100,000
+subscribers x 1,000 papers, 2 workers, alternated with the session's starting code
+(wall s):
+  this code:      11.71, 12.04, 10.44, 10.33, 10.37, 11.20 (mean 11.0)
+  session start:  11.51, 11.87, 10.60, 12.91, 11.44, 10.82 (mean 11.5)
+The same within the machine's drift (it ran one full run at 10.95 s and the next at
+15.2 s), 18.8-24.3 s of CPU over both processes. Peak RSS 774-783 MB parent and 530-542
+MB worker. 877,996 matches with 1,753,990 reasons (17 more than before: profiles whose
+keywords are all common single words are now weighed up to reach the threshold), and
+the naive loop on a 200-subscriber slice chose the same. Analysing and indexing the
+papers takes about 1.7 s before the workers start, with one core idle; after the fork
+the parent runs about 8.5 s of batches and makes the Match objects (0.8 s), the worker
+about 8.9 s of batches. A warm batch of 2,048 subscribers costs about 0.3 s of CPU,
+spread over reading descriptions met for the first time (about 25 us a piece in a full
+run, for 113,588 pieces), the product (csr_matmat, about 60 ms a batch), the reasons
+and making the Match objects. The 10 s target is not reached (best run 10.33 s); what
+is left is spread over many stages of a few per cent each.
 """
 
 from __future__ import annotations
