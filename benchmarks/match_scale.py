@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 import digest.index
-import digest.profile
+import digest.parts
 import digest.profile_rows
 from digest.analysis import CorpusStats, analyse_all
 from digest.index import select_many
@@ -260,7 +260,7 @@ def run(subscribers: int, papers: int, slice_size: int, workers: int) -> dict[st
 STAGES = (
     (digest.index, "PaperIndex", "index the papers"),
     (digest.profile_rows.RowCompiler, "rows", "compile rows"),
-    (digest.profile.Parts, "_piece", "compile rows / read pieces met first"),
+    (digest.parts.Parts, "_piece", "compile rows / read pieces met first"),
     (digest.index, "dense_product", "score (the sparse product)"),
     (digest.index._Work, "choose", "rank and name"),
     (digest.index, "field_reasons", "rank and name / reasons in bulk"),

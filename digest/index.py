@@ -33,10 +33,11 @@ from digest.judge_bulk import Wording, best_first, field_reasons, strongest_reas
 from digest.match import eligible, judge
 from digest.models import Match, Paper, Subscriber
 from digest.postings import PaperIndex
-from digest.profile import WEIGHTS, Compiler, Profile, Weights
+from digest.profile import Compiler, Profile
 from digest.profile_rows import Request as Request
 from digest.profile_rows import RowCompiler, Rows
 from digest.runs import owners
+from digest.weights import WEIGHTS, Weights
 from digest.workers import can_fork, in_processes
 
 log = logging.getLogger(__name__)

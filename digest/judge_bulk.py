@@ -26,8 +26,8 @@ from scipy import sparse
 from digest.analysis import FIELDS
 from digest.match import named
 from digest.postings import PaperIndex
-from digest.profile import MAX_REASON_TERMS, REASON_FLOOR, REASON_SHARE, Weights
 from digest.runs import owners, spans
+from digest.weights import MAX_REASON_TERMS, REASON_FLOOR, REASON_SHARE, Weights
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]

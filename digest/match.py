@@ -38,19 +38,11 @@ from digest.analysis import (
 from digest.config import load_subscriber
 from digest.jsonl import read_papers_jsonl
 from digest.models import Match, Paper, Subscriber
-from digest.profile import (
-    MAX_REASON_TERMS,
-    REASON_FLOOR,
-    REASON_SHARE,
-    WEIGHTS,
-    Profile,
-    Weights,
-    compile_for,
-    compile_profile,
-)
+from digest.profile import Profile, compile_for, compile_profile
 from digest.text import (
     same_person,
 )
+from digest.weights import MAX_REASON_TERMS, REASON_FLOOR, REASON_SHARE, WEIGHTS, Weights
 
 __all__ = [
     "WEIGHTS",

@@ -6,11 +6,9 @@ papers. `digest.match` scores papers against a Profile; `digest.index` scores ma
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Generic, TypeVar
 
 from digest.analysis import (
     DEFAULT_ABSTRACT_LENGTH,
@@ -22,66 +20,9 @@ from digest.analysis import (
 )
 from digest.errors import ConfigError
 from digest.models import Interests, Paper, Subscriber
-from digest.text import (
-    Name,
-    clause_pieces,
-    clause_terms,
-    item_terms,
-    keyword_asks,
-    name,
-    piece_asks,
-)
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Weights:
-    """The matcher's few numbers. None of them knows a topic; they were chosen on the dev
-    corpus and checked profile by profile (`benchmarks/relevance.py --tune`)."""
-
-    # How much each way of asking weighs. A keyword names a topic. A short clause of the
-    # description ("…: weak lensing, rotation curves") names one too, less deliberately. A word of
-    # descriptive prose only gives context. (A description without keywords moves up a
-    # rank: `description_weights`.)
-    keyword: float = 1.0
-    description_item: float = 0.4
-    description: float = 0.1
-    # Each word of a multi-word keyword or item on its own, as a share of the item's
-    # weight: "lensing" alone is a weak sign of "weak lensing".
-    part: float = 0.35
-    # A mention in the title counts as much as one in the abstract; as a title has a
-    # tenth of the words, that already makes each title word weigh more.
-    title: float = 1.0
-    # ai_keywords (Hugging Face) summarise the paper like a title, but are many, and
-    # generic ones among them.
-    ai_keywords: float = 0.5
-    # BM25's k1 and b for the abstract: the third mention adds less than the first, and a
-    # long abstract mentions more words in passing.
-    saturation: float = 3.0
-    length_normalisation: float = 0.6
-    # The evidence a paper needs: a rare keyword (IDF about 5, in one paper of 150) in
-    # the title and once in the abstract, or in the abstract alone three times, or a
-    # common one along with other terms.
-    threshold: float = 8.5
-    # A liked paper's most distinctive terms, weighing `liked_budget` thresholds
-    # together (what the liked paper itself would score): a paper sharing half of that
-    # passes on it alone. It is named as a reason ("like 2312.00752") when it brings at
-    # least `like_reason_share` of the threshold.
-    liked_terms: int = 25
-    liked_budget: float = 2.0
-    like_reason_share: float = 0.25
-    # An author match alone, in thresholds: following a person means wanting their papers.
-    author: float = 2.0
-
-
-WEIGHTS = Weights()
-# Reasons name at most this many matches per field, each worth at least REASON_SHARE of
-# the field's strongest one and REASON_FLOOR of the threshold.
-MAX_REASON_TERMS = 3
-REASON_SHARE = 0.2
-REASON_FLOOR = 0.1
-
+from digest.parts import Asks, Parts, keyword_scale, part_sums, strongest_head
+from digest.text import Name, clause_terms, name
+from digest.weights import REASON_FLOOR, WEIGHTS, Weights
 
 # ---------------------------------------------------------------------------------------
 # Profiles
@@ -217,128 +158,6 @@ class _Asked:
     terms: dict[str, float]  # term → its summed weight times its IDF
     table: dict[str, Entry]  # the `Profile.table` entries of `terms`
     strongest: float  # `strongest_head` of the part (0 where it has no head)
-
-
-Asks = tuple[tuple[str, float], ...]
-
-
-def part_sums(adds: Asks) -> dict[str, float]:
-    """What a keyword or description piece asks of each term: its additions summed in
-    order, from zero. A profile adds these sums up part by part (`Compiler`), and so do
-    the batch path's rows (`digest.profile_rows`): one definition, the same last bit."""
-    summed = dict(adds)
-    if len(summed) == len(adds):
-        return summed  # (each term once: 0.0 + weight is the weight)
-    summed = {}
-    get = summed.get
-    for term, weight in adds:
-        summed[term] = get(term, 0.0) + weight
-    return summed
-
-
-class Parts(Generic[T]):
-    """Each keyword and description piece of a run's subscribers worked out once, by
-    `build` from what it asks: its (term, weight) additions, its phrases and its heads
-    (a keyword's own terms, or a lone description's list items, for `keyword_scale`).
-
-    Subscribers share keywords, and descriptions share clauses. Most pieces of a
-    description are its subscriber's own, though: a piece is kept from the second
-    subscriber who writes it on, unless `every_piece` (for a `build` whose parts are
-    kept anyway).
-    """
-
-    def __init__(
-        self,
-        weights: Weights,
-        build: Callable[[Asks, tuple[str, ...], tuple[str, ...]], T],
-        *,
-        every_piece: bool = False,
-    ) -> None:
-        self.weights = weights
-        self._build = build
-        self._keywords: dict[str, T] = {}
-        self._pieces: dict[str, T] = {}
-        self._alone: dict[str, T] = {}  # pieces of descriptions without keywords
-        self._once: set[tuple[str, bool]] = set()
-        self._every_piece = every_piece
-
-    def of(self, interests: Interests) -> list[T]:
-        """The parts of the keywords, then of the description's pieces, in order."""
-        keywords = self._keywords
-        parts = [keywords[k] if k in keywords else self._keyword(k) for k in interests.keywords]
-        if interests.description:
-            alone = not interests.keywords
-            pieces = self._alone if alone else self._pieces
-            parts += [
-                pieces[p] if p in pieces else self._piece(p, alone)
-                for p in clause_pieces(interests.description)
-            ]
-        return parts
-
-    def _keyword(self, keyword: str) -> T:
-        w = self.weights
-        adds, phrases = keyword_asks(keyword, w.keyword, w.part)
-        part = self._keywords[keyword] = self._build(adds, phrases, clause_terms(keyword))
-        return part
-
-    def _piece(self, piece: str, alone: bool) -> T:
-        item, prose = description_weights(self.weights, alone=alone)
-        # Alone, a description's list items are its keywords: their phrases count as
-        # keyword phrases, and they are its heads.
-        heads = item_terms(piece) if alone else ()
-        phrases = tuple(head for head in heads if " " in head)
-        part = self._build(piece_asks(piece, item, prose, self.weights.part), phrases, heads)
-        if self._every_piece or (piece, alone) in self._once:
-            (self._alone if alone else self._pieces)[piece] = part
-        else:
-            self._once.add((piece, alone))
-        return part
-
-
-def description_weights(weights: Weights, *, alone: bool) -> tuple[float, float]:
-    """What a description's list item and a word of its prose weigh (`piece_asks`).
-
-    Beside keywords, the description gives context. Without them (`alone`) it is the
-    subscriber's whole statement of interest, and each way of writing in it moves up a
-    rank: a list item weighs as a keyword (and is one: see `Parts`), prose as a list
-    item. Otherwise a description-only profile could hardly ever reach the threshold,
-    and its reader would get nothing.
-    """
-    if alone:
-        return weights.keyword, weights.description_item
-    return weights.description_item, weights.description
-
-
-def strongest_head(
-    summed: Mapping[str, float], heads: Sequence[str], idf: Callable[[str], float]
-) -> float:
-    """What `keyword_scale` needs of a part: the largest weight of a keyword's `heads`
-    (what the part asks of each, `summed`, times its IDF). A keyword phrase is enough
-    on its own in a title (`Profile.settles`), so one counts as strong as need be."""
-    strongest = 0.0
-    for head in heads:
-        if " " in head:
-            return math.inf
-        if head in summed:
-            strongest = max(strongest, summed[head] * idf(head))
-    return strongest
-
-
-def keyword_scale(weights: Weights, strongest: float) -> float:
-    """What every weight of a profile is multiplied by, given its strongest keyword's.
-
-    The threshold asks for what a rare keyword shows in a title and once in an abstract.
-    A profile whose keywords are all common single words ("agents", "video") could never
-    show that much, and would get nothing however many papers name them: its weights are
-    raised until its strongest keyword, in a title and once in an abstract of average
-    length (worth 1 there, whatever the saturation), reaches the threshold. A profile
-    with a rarer keyword, or a keyword phrase, keeps its weights: there, a common word
-    needs other evidence.
-    """
-    shown = strongest * (weights.title + 1.0)
-    if 0.0 < shown < weights.threshold:
-        return weights.threshold / shown
-    return 1.0
 
 
 class Compiler:

@@ -24,20 +24,12 @@ from scipy import sparse
 
 from digest.analysis import CorpusStats
 from digest.models import Paper, Subscriber
+from digest.parts import Asks, Parts, part_sums, strongest_head
 from digest.postings import PaperIndex
-from digest.profile import (
-    REASON_FLOOR,
-    Asks,
-    Compiler,
-    Parts,
-    Profile,
-    Weights,
-    compile_for,
-    part_sums,
-    strongest_head,
-)
+from digest.profile import Compiler, Profile, compile_for
 from digest.runs import owners, spans
 from digest.text import Name, clause_terms, name
+from digest.weights import REASON_FLOOR, Weights
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]

@@ -17,11 +17,12 @@ from typing import Any
 from digest.analysis import CorpusStats, PaperText
 from digest.models import Digest, Interests, Link, Match, Paper, Subscriber
 from digest.postings import PaperIndex
-from digest.profile import WEIGHTS, Compiler, Profile
+from digest.profile import Compiler, Profile
 from digest.profile_rows import RowCompiler
 from digest.render import DigestLinks, Renderer, message_id_for
 from digest.sources.huggingface import parse_api
 from digest.text import Token
+from digest.weights import WEIGHTS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MONTH = FIXTURES / "hf" / "api-month"

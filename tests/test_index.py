@@ -29,7 +29,7 @@ from digest.analysis import CorpusStats, PaperText, analyse, find_hit
 from digest.config import load_subscriber
 from digest.errors import ConfigError
 from digest.index import Chosen, Request, _Work, dense_product, select_many
-from digest.match import WEIGHTS, Profile, compile_profile, select
+from digest.match import Profile, compile_profile, select
 from digest.models import Interests, Match, Paper, Subscriber
 from digest.postings import INDEXED_PHRASE, PaperIndex
 from digest.profile import Compiler
@@ -41,6 +41,7 @@ from digest.text import (
     keyword_asks,
     piece_asks,
 )
+from digest.weights import WEIGHTS
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"

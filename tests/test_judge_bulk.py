@@ -27,8 +27,9 @@ from digest.judge_bulk import (
 from digest.match import judge, named
 from digest.models import Paper, Subscriber
 from digest.postings import PaperIndex
-from digest.profile import REASON_FLOOR, WEIGHTS, Compiler, Profile, compile_for
+from digest.profile import Compiler, Profile, compile_for
 from digest.profile_rows import Request, RowCompiler
+from digest.weights import REASON_FLOOR, WEIGHTS
 
 FIELD_NAMES = ("title: ", "keywords: ", "abstract: ")
 

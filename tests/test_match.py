@@ -30,7 +30,7 @@ from digest.match import (
     select,
 )
 from digest.models import Interests, Match, Paper, Subscriber
-from digest.profile import part_sums
+from digest.parts import part_sums
 from digest.sources.huggingface import parse_api
 from digest.text import clause_pieces, clauses
 
