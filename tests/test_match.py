@@ -30,7 +30,6 @@ from digest.match import (
     select,
 )
 from digest.models import Interests, Match, Paper, Subscriber
-from digest.parts import part_sums
 from digest.sources.huggingface import parse_api
 from digest.text import clause_pieces, clauses
 
@@ -672,11 +671,3 @@ def test_a_profile_compiled_twice_from_shared_keywords_is_the_same_profile() -> 
     assert first.terms["weak lens"] > 2 * single
     assert first.exclude == ("rotat curv",)
     assert first.phrases == {"weak lens", "dwarf galaxi"}
-
-
-def test_a_part_asking_a_term_again_adds_it_up_in_order_and_keeps_where_it_was_first() -> None:
-    once = (("dark matter", 2.0), ("dark", 0.1), ("matter", 0.1))
-    assert list(part_sums(once).items()) == list(once)
-    again = (("halo", 0.1), ("dark", 0.3), ("halo", 0.2), ("halo", 0.7))
-    assert list(part_sums(again).items()) == [("halo", 0.1 + 0.2 + 0.7), ("dark", 0.3)]
-    assert part_sums(again)["halo"] != 0.1 + (0.2 + 0.7)  # in order, not in any order
